@@ -1,0 +1,1 @@
+"""incluster's Kubernetes operator: Experiment resources -> pods with their context."""

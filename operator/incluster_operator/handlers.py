@@ -1,0 +1,1 @@
+"""Placeholder: thin kopf handlers (issue 5)."""

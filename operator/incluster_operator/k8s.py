@@ -1,0 +1,1 @@
+"""Placeholder: every Kubernetes API call of the operator (issue 5)."""

@@ -1,0 +1,1 @@
+"""Placeholder: filled by the operator-core work (issue 5)."""

@@ -1,0 +1,1 @@
+"""Placeholder: pods -> Experiment status (issue 5)."""

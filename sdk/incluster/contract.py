@@ -1,0 +1,191 @@
+"""The context contract: every name the operator writes and the SDK reads.
+
+This module is the single source of truth for env var names, file names and the
+shape of the context document. The operator imports it to render pods; the SDK
+imports it to read the context back; the docs' reference table is generated from
+it (``python -m incluster.contract`` prints it). Nothing else may spell these names.
+
+Why both env vars and files: env vars are what the seed API promises and what
+frameworks (TensorFlow, torchrun, JAX) read, but env is copied into every pod and
+capped by ``MAX_ARG_STRLEN``. Experiment-wide values therefore live once per
+experiment in a mounted ConfigMap (``context.json``, ``cluster.json``); small ones are
+also inlined in env, the cluster definition only below a size threshold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+#: Version of the context document (``context.json``). The SDK refuses a newer major.
+CONTEXT_VERSION: Final = 1
+
+ENV_PREFIX: Final = "INCLUSTER_"
+
+# --- env vars: the seed's values -------------------------------------------------------
+ENV_CLUSTER: Final = "INCLUSTER_CLUSTER"
+ENV_TF_CONFIG: Final = "TF_CONFIG"
+ENV_TASK_INFO: Final = "INCLUSTER_TASK_INFO"
+ENV_EXPERIMENT_INFO: Final = "INCLUSTER_EXPERIMENT_INFO"
+ENV_DECLARATIONS: Final = "INCLUSTER_DECLARATIONS"
+ENV_LOG_LEVEL: Final = "INCLUSTER_LOG_LEVEL"
+ENV_OUTPUTS_PATH: Final = "INCLUSTER_RUN_OUTPUTS_PATH"
+ENV_OUTPUTS_REFS_PATHS: Final = "INCLUSTER_REFS_OUTPUTS_PATHS"
+ENV_DATA_PATHS: Final = "INCLUSTER_RUN_DATA_PATHS"
+
+# --- env vars: plumbing ------------------------------------------------------------------
+#: Directory holding the context files. Set by the operator in every container; when it
+#: is set, the files it names must exist (a missing one is a broken context, not "local").
+ENV_CONTEXT_DIR: Final = "INCLUSTER_CONTEXT_DIR"
+#: Where tracking writes when there is no context (local runs). Default: ``./outputs``.
+ENV_LOCAL_OUTPUTS_ROOT: Final = "INCLUSTER_LOCAL_OUTPUTS_ROOT"
+#: ``1`` when the framework env (TF_CONFIG etc.) was too large to inline and was left out.
+ENV_CLUSTER_IN_FILE: Final = "INCLUSTER_CLUSTER_IN_FILE"
+
+# --- env vars: framework-specific (set only where the Experiment's framework asks) ----
+ENV_PYTORCH: Final = ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK")
+ENV_TORCHRUN: Final = ("PET_NNODES", "PET_NODE_RANK", "PET_MASTER_ADDR", "PET_MASTER_PORT")
+ENV_JAX: Final = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
+
+# --- files in the context directory ---------------------------------------------------
+DEFAULT_CONTEXT_DIR: Final = "/var/run/incluster"
+#: The experiment-wide context document (JSON object, see ``ContextDocument`` keys).
+FILE_CONTEXT: Final = "context.json"
+#: The cluster definition, ``{"master": ["host:port"], ...}``; once per experiment.
+FILE_CLUSTER: Final = "cluster.json"
+#: Sub-directory with the scoped API token and the cluster CA (projected, never env).
+DIR_TOKEN: Final = "token"  # noqa: S105 - a directory name
+FILE_TOKEN: Final = "token"  # noqa: S105 - a file name
+FILE_CA: Final = "ca.crt"
+
+# --- keys of context.json ----------------------------------------------------------------
+KEY_VERSION: Final = "version"
+KEY_EXPERIMENT_INFO: Final = "experimentInfo"
+KEY_DECLARATIONS: Final = "declarations"
+KEY_LOG_LEVEL: Final = "logLevel"
+KEY_OUTPUTS_PATH: Final = "outputsPath"
+KEY_OUTPUTS_REFS_PATHS: Final = "outputsRefsPaths"
+KEY_DATA_PATHS: Final = "dataPaths"
+KEY_FRAMEWORK: Final = "framework"
+KEY_EVALUATOR_IN_CLUSTER: Final = "evaluatorInCluster"
+
+# --- task types ---------------------------------------------------------------------------
+MASTER: Final = "master"
+CHIEF: Final = "chief"
+WORKER: Final = "worker"
+PS: Final = "ps"
+EVALUATOR: Final = "evaluator"
+#: Every replica type, in cluster-definition order.
+TASK_TYPES: Final = (MASTER, CHIEF, WORKER, PS, EVALUATOR)
+
+#: The identity used when there is no context (a plain ``python train.py``).
+LOCAL_TASK: Final = {"type": MASTER, "index": 0}
+
+FRAMEWORKS: Final = ("none", "tensorflow", "pytorch", "jax")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One row of the reference table: how a value reaches the pod."""
+
+    getter: str
+    env: str
+    file: str
+    key: str
+    example: str
+    what: str
+
+
+#: The reference table (docs/context.md is generated from it; a test keeps it fresh).
+REFERENCE: Final = (
+    Entry(
+        "get_cluster_def()",
+        ENV_CLUSTER,
+        FILE_CLUSTER,
+        "",
+        '{"master": ["xp-master-0.xp.ns.svc:2222"], "worker": ["xp-worker-0.xp.ns.svc:2222"]}',
+        "Addresses of every replica by type; inlined in env only below a size threshold.",
+    ),
+    Entry(
+        "get_tf_config(envvar=None)",
+        ENV_TF_CONFIG,
+        FILE_CLUSTER + " + task",
+        "",
+        '{"cluster": {...}, "task": {"type": "worker", "index": 0}, "environment": "cloud"}',
+        "TensorFlow's TF_CONFIG; built from the cluster file when not inlined.",
+    ),
+    Entry(
+        "get_task_info()",
+        ENV_TASK_INFO,
+        "(env only)",
+        "",
+        '{"type": "worker", "index": 1}',
+        "This replica's identity; always in env (it differs per pod).",
+    ),
+    Entry(
+        "get_experiment_info()",
+        ENV_EXPERIMENT_INFO,
+        FILE_CONTEXT,
+        KEY_EXPERIMENT_INFO,
+        '{"project_name": "mnist", "experiment_name": "xp", "experiment_uuid": "..."}',
+        "Project, group and experiment names and uuids, plus the namespace.",
+    ),
+    Entry(
+        "get_declarations()",
+        ENV_DECLARATIONS,
+        FILE_CONTEXT,
+        KEY_DECLARATIONS,
+        '{"lr": 0.01, "batch_size": 64}',
+        "The experiment's hyperparameters (spec.declarations).",
+    ),
+    Entry(
+        "get_log_level()",
+        ENV_LOG_LEVEL,
+        FILE_CONTEXT,
+        KEY_LOG_LEVEL,
+        "INFO",
+        "spec.logLevel, or None.",
+    ),
+    Entry(
+        "get_outputs_path()",
+        ENV_OUTPUTS_PATH,
+        FILE_CONTEXT,
+        KEY_OUTPUTS_PATH,
+        "/outputs/ns/mnist/xp",
+        "Where this experiment writes; <root>/<namespace>/<project>/[<group>/]<experiment>.",
+    ),
+    Entry(
+        "get_outputs_refs_paths()",
+        ENV_OUTPUTS_REFS_PATHS,
+        FILE_CONTEXT,
+        KEY_OUTPUTS_REFS_PATHS,
+        '{"jobs": [], "experiments": ["/refs/experiments/xp0"]}',
+        "Read-only outputs of the referenced experiments and jobs, in the order given.",
+    ),
+    Entry(
+        "get_data_paths()",
+        ENV_DATA_PATHS,
+        FILE_CONTEXT,
+        KEY_DATA_PATHS,
+        '{"data1": "/data/data1"}',
+        "Data stores mounted read-only, by name.",
+    ),
+)
+
+
+def reference_markdown() -> str:
+    """Render the reference table as Markdown (the body of docs/context.md)."""
+    lines = [
+        "| getter | env var | file | key | example | what |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for e in REFERENCE:
+        key = f"`{e.key}`" if e.key else ""
+        lines.append(
+            f"| `{e.getter}` | `{e.env}` | `{e.file}` | {key} | `{e.example}` | {e.what} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":  # pragma: no cover - used by `make generate`
+    print(reference_markdown(), end="")

@@ -25,7 +25,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy sdk/incluster operator/incluster_operator devcluster
+	$(VENV)/bin/mypy sdk/incluster operator/incluster_operator devcluster tools
 	$(VENV)/bin/lint-imports
 
 format: $(STAMP)
@@ -36,7 +36,7 @@ bench: $(STAMP)
 	$(PY) -m bench
 
 generate: $(STAMP)
-	$(PY) -m incluster_operator.generate
+	$(PY) -m tools.generate
 
 demo: $(STAMP)
 	$(PY) -m devcluster.demo

@@ -1,0 +1,1 @@
+"""Repository maintenance commands (not shipped in the wheel)."""

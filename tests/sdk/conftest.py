@@ -39,7 +39,10 @@ CONTRACT_ENV = (
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No context env at all, and a private working directory for local outputs."""
     for name in CONTRACT_ENV:
-        monkeypatch.delenv(name, raising=False)
+        # setenv first so that monkeypatch records the original state and also removes
+        # a variable the code under test sets (get_tf_config(envvar=...) does).
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)

@@ -8,13 +8,12 @@ the operator writes them: ``context.json`` (keys from incluster.contract) and
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 from incluster import contract
+
+from tests.sdk.mounts import Mount
 
 CONTRACT_ENV = (
     contract.ENV_CLUSTER,
@@ -48,34 +47,6 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(work)
     if Path(contract.DEFAULT_CONTEXT_DIR, contract.FILE_CONTEXT).exists():
         pytest.skip(f"this machine has a real context at {contract.DEFAULT_CONTEXT_DIR}")
-
-
-@dataclass
-class Mount:
-    """A context directory as the operator mounts it."""
-
-    path: Path
-    monkeypatch: pytest.MonkeyPatch
-
-    def write(
-        self,
-        document: dict[str, Any] | None = None,
-        cluster: dict[str, list[str]] | None = None,
-        **keys: Any,
-    ) -> None:
-        """Write context.json (``version`` added) and, if given, cluster.json; set the env."""
-        doc = {contract.KEY_VERSION: contract.CONTEXT_VERSION, **(document or {}), **keys}
-        (self.path / contract.FILE_CONTEXT).write_text(json.dumps(doc))
-        if cluster is not None:
-            (self.path / contract.FILE_CLUSTER).write_text(json.dumps(cluster))
-        self.monkeypatch.setenv(contract.ENV_CONTEXT_DIR, str(self.path))
-
-    def write_raw(self, name: str, text: str) -> Path:
-        """Write any file (broken ones included) into the directory; set the env."""
-        target = self.path / name
-        target.write_text(text)
-        self.monkeypatch.setenv(contract.ENV_CONTEXT_DIR, str(self.path))
-        return target
 
 
 @pytest.fixture

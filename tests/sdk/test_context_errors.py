@@ -12,7 +12,7 @@ import pytest
 from incluster import context, contract
 from incluster.errors import ContextError
 
-from tests.sdk.conftest import Mount
+from tests.sdk.mounts import Mount
 
 GOOD_CLUSTER = {"master": ["m:2222"], "worker": ["w0:2222", "w1:2222"]}
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from incluster import context, contract
 
-from tests.sdk.conftest import Mount
+from tests.sdk.mounts import Mount
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import os
 import pytest
 from incluster import context, contract
 
-from tests.sdk.conftest import Mount
+from tests.sdk.mounts import Mount
 
 REPLICAS = 5_000
 CLUSTER = {

@@ -237,6 +237,10 @@ class ExperimentStatus(_Observed):
     outputs_path: str | None = Field(default=None, description="Where the outputs are written.")
     restarts: int = Field(default=0, description="Container restarts and recreated pods.")
     failures: int = Field(default=0, description="Pod failures observed.")
+    retried_pods: list[str] = Field(
+        default_factory=list,
+        description="Uids of failed pods already counted against backoffLimit and being replaced.",
+    )
     observed_generation: int | None = Field(
         default=None, description="The spec generation this status describes."
     )

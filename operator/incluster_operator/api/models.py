@@ -31,6 +31,9 @@ CleanPodPolicy = Literal["None", "Running", "All"]
 SuccessPolicy = Literal["default", "allWorkers"]
 Phase = Literal["Pending", "Running", "Succeeded", "Failed"]
 
+#: Per replica type; the cluster definition of 10,000 addresses still fits a ConfigMap.
+MAX_REPLICAS = 10_000
+
 #: Free-form objects (pod templates, hyperparameters) keep unknown fields in the CRD.
 PRESERVE = {"x-kubernetes-preserve-unknown-fields": True}
 
@@ -63,7 +66,10 @@ class ReplicaSpec(_Model):
     replicas: int = Field(
         default=1,
         ge=1,
-        description="How many pods of this type to run (>= 1). master and chief allow 1.",
+        le=MAX_REPLICAS,
+        description=(
+            f"How many pods of this type to run (1 to {MAX_REPLICAS}). master and chief allow 1."
+        ),
     )
     port: int = Field(
         default=2222,

@@ -3,6 +3,8 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as hs
 from incluster_operator import status as st
 from incluster_operator.api import InvalidSpec, names, validate
 from incluster_operator.render import ExperimentMeta
@@ -315,3 +317,42 @@ def test_status_patch_leaves_tracking_to_the_replicas():
     assert got.status.tracking == {"metrics": {"loss": 0.1}}
     assert "tracking" not in got.status_patch()
     assert got.status_patch()["startTime"] == "2026-01-01T12:00:00Z"
+
+
+pod_strategy = hs.builds(
+    pod,
+    task_type=hs.sampled_from(["master", "worker", "ps"]),
+    index=hs.integers(0, 3),
+    phase=hs.sampled_from(["Pending", "Running", "Succeeded", "Failed", "Unknown"]),
+    exit_code=hs.none() | hs.sampled_from([1, 2, 137, 143]),
+    restarts=hs.integers(0, 4),
+    deleting=hs.booleans(),
+    uid=hs.sampled_from(["a", "b", "c", "d"]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    pods=hs.lists(pod_strategy, max_size=8),
+    restart=hs.sampled_from(["Never", "OnFailure", "ExitCode"]),
+    clean=hs.sampled_from(["None", "Running", "All"]),
+    elapsed=hs.integers(0, 200),
+    rounds=hs.integers(1, 3),
+)
+def test_any_pod_set_gives_a_consistent_decision(pods, restart, clean, elapsed, rounds):
+    spec = make_spec(
+        restart=restart, backoffLimit=2, activeDeadlineSeconds=100, cleanPodPolicy=clean
+    )
+    previous = None
+    names_present = {p["metadata"]["name"] for p in pods}
+    for i in range(rounds):
+        got = run(spec, pods, previous, NOW + timedelta(seconds=elapsed + i))
+        assert got.status.phase in ("Pending", "Running", "Succeeded", "Failed")
+        assert set(got.delete) <= names_present
+        for task_type, index in got.create:
+            assert f"xp-{task_type}-{index}" not in names_present
+        if got.status.phase in ("Succeeded", "Failed"):
+            assert got.create == ()
+            assert got.status.completion_time is not None
+        assert got.status.failures <= spec.run_policy.backoff_limit + 1
+        previous = got.status_patch()

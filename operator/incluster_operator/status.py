@@ -373,7 +373,11 @@ def reconcile(
     backoff = spec.run_policy.backoff_limit
     for key in sorted(by_key):
         pod = by_key[key]
-        if pod.phase != "Failed" or pod.deleting or pod.uid in retried:
+        if pod.phase != "Failed" or pod.deleting:
+            continue
+        if pod.uid in retried:
+            # Counted already; its deletion may have failed, so ask again (idempotent).
+            to_delete.append(pod.name)
             continue
         policy_name = spec.replicas[pod.task_type].restart_policy
         retryable = policy_name == "OnFailure" or (
@@ -423,9 +427,8 @@ def reconcile(
     create = tuple(sorted(k for k in desired if k not in by_key))
     conditions = status.conditions
     if to_delete:
-        conditions = set_condition(
-            conditions, "Restarting", True, "PodRecreated", events[-1].message, now
-        )
+        message = f"recreating {', '.join(sorted(to_delete))} (failure {failures} of {backoff})"
+        conditions = set_condition(conditions, "Restarting", True, "PodRecreated", message, now)
     all_up = (
         not create
         and not to_delete

@@ -143,12 +143,13 @@ def test_outputs_are_mounted_per_experiment_and_refs_and_data_read_only():
 
 
 def test_user_env_volumes_and_service_account_are_kept():
-    raw = raw_spec()
+    raw = raw_spec(data=["raw"])
     spec = raw["replicas"]["master"]["template"]["spec"]
     spec["serviceAccountName"] = "trainer"
     spec["volumes"] = [{"name": "scratch", "emptyDir": {}}]
     spec["containers"][0]["env"] = [{"name": "LR", "value": "0.1"}]
-    spec["containers"][0]["volumeMounts"] = [{"name": "scratch", "mountPath": "/scratch"}]
+    # A mount around one of the operator's (/data holds /data/raw) is allowed.
+    spec["containers"][0]["volumeMounts"] = [{"name": "scratch", "mountPath": "/data"}]
     raw["replicas"]["master"]["template"]["metadata"] = {
         "labels": {"team": "vision"},
         "annotations": {"note": "x"},
@@ -158,7 +159,7 @@ def test_user_env_volumes_and_service_account_are_kept():
     assert {"name": "scratch", "emptyDir": {}} in pod["spec"]["volumes"]
     container = pod["spec"]["containers"][0]
     assert container["env"][-1] == {"name": "LR", "value": "0.1"}
-    assert container["volumeMounts"][-1] == {"name": "scratch", "mountPath": "/scratch"}
+    assert container["volumeMounts"][-1] == {"name": "scratch", "mountPath": "/data"}
     assert pod["metadata"]["labels"]["team"] == "vision"
     assert pod["metadata"]["annotations"] == {"note": "x"}
 
@@ -176,9 +177,9 @@ def test_user_env_volumes_and_service_account_are_kept():
         ),
         (
             lambda s: s["containers"][0].update(
-                volumeMounts=[{"name": "v", "mountPath": "/var/run"}]
+                volumeMounts=[{"name": "v", "mountPath": "/var/run/incluster/mine"}]
             ),
-            "volumeMounts[0]: mountPath '/var/run' overlaps",
+            "volumeMounts[0]: mountPath '/var/run/incluster/mine' is at or inside",
         ),
         (lambda s: s.update(hostname="mine"), "spec.hostname: the operator sets it"),
         (lambda s: s.update(restartPolicy="Always"), "spec.restartPolicy: 'Always' conflicts"),

@@ -97,9 +97,13 @@ def _mounts(p: Plan) -> list[dict[str, Any]]:
     return mounts
 
 
-def _overlaps(a: str, b: str) -> bool:
-    a, b = a.rstrip("/") + "/", b.rstrip("/") + "/"
-    return a.startswith(b) or b.startswith(a)
+def _inside(path: str, ours: str) -> bool:
+    """A user mount at or below one of ours would hide or break it (ours may be read-only).
+
+    Mounting above ours (``/data`` around ``/data/imagenet``) is fine: runtimes mount
+    nested paths after their parents.
+    """
+    return (path.rstrip("/") + "/").startswith(ours.rstrip("/") + "/")
 
 
 def _container(
@@ -123,11 +127,11 @@ def _container(
     for i, mount in enumerate(user_mounts):
         path = str(mount.get("mountPath", ""))
         for own in mounts:
-            if _overlaps(path, own["mountPath"]):
+            if _inside(path, own["mountPath"]):
                 raise InvalidSpec(
                     [
-                        f"{where}.volumeMounts[{i}]: mountPath {path!r} overlaps the operator's "
-                        f"{own['mountPath']!r}; mount it elsewhere"
+                        f"{where}.volumeMounts[{i}]: mountPath {path!r} is at or inside the "
+                        f"operator's {own['mountPath']!r}; mount it elsewhere"
                     ]
                 )
     # Ours first: the user's env may refer to them as $(INCLUSTER_...).

@@ -226,7 +226,11 @@ class Client:
         content_type: str = "application/json",
     ) -> dict[str, Any]:
         """One API call with retries; returns the decoded JSON object."""
-        data = None if body is None else json.dumps(body, allow_nan=False).encode()
+        data = (
+            None
+            if body is None
+            else json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
+        )
         url = self.base_url + path
         failure = ""
         retry_response: requests.Response | None = None

@@ -16,10 +16,13 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from incluster.schemas import ArtifactKind
 from incluster.tracking.run import Run
+
+if TYPE_CHECKING:  # pragma: no cover
+    from incluster.tracking.sync import SummarySync
 
 __all__ = [
     "ArtifactKind",
@@ -39,6 +42,8 @@ __all__ = [
 
 _run: Run | None = None
 _init_lock = threading.Lock()
+#: The status summary sync of the default run (None outside a cluster / on other replicas).
+_sync: SummarySync | None = None
 
 
 def init(outputs_path: str | os.PathLike[str] | None = None) -> Run:
@@ -56,7 +61,18 @@ def init(outputs_path: str | os.PathLike[str] | None = None) -> Run:
         task = context.get_task_info()
         path = context.get_outputs_path() if outputs_path is None else outputs_path
         _run = Run(path, task["type"], task["index"])
+        _start_sync(_run)
         return _run
+
+
+def _start_sync(run: Run) -> None:
+    """Start the status summary sync for the default run (issue 6: sync.py)."""
+    global _sync
+    from incluster.tracking import sync
+
+    if _sync is not None:
+        _sync.close()
+    _sync = sync.start_for(lambda: run.version, run.summary)
 
 
 def current_run() -> Run:
@@ -108,8 +124,11 @@ def get_outputs_path(filename: str | os.PathLike[str] | None = None) -> str:
 
 def end() -> None:
     """End the default run (idempotent); the next logging call starts a new one."""
-    global _run
+    global _run, _sync
     with _init_lock:
         run, _run = _run, None
+        syncer, _sync = _sync, None
     if run is not None:
         run.end()
+    if syncer is not None:
+        syncer.close()

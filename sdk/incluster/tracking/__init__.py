@@ -22,6 +22,7 @@ from incluster.schemas import ArtifactKind
 from incluster.tracking.run import Run
 
 if TYPE_CHECKING:  # pragma: no cover
+    from incluster.client import Client
     from incluster.tracking.sync import SummarySync
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "Run",
     "current_run",
     "end",
+    "get_client",
     "get_outputs_path",
     "init",
     "log_artifact_ref",
@@ -68,10 +70,15 @@ def init(outputs_path: str | os.PathLike[str] | None = None) -> Run:
 def _start_sync(run: Run) -> None:
     """Start the status summary sync for the default run (issue 6: sync.py)."""
     global _sync
-    from incluster.tracking import sync
+    from incluster import context
 
     if _sync is not None:
         _sync.close()
+        _sync = None
+    if not context.is_in_cluster():
+        return  # local runs never load the HTTP client (import time matters)
+    from incluster.tracking import sync
+
     _sync = sync.start_for(lambda: run.version, run.summary)
 
 
@@ -120,6 +127,13 @@ def log_data_ref(data: object, data_name: str) -> str:
 
 def get_outputs_path(filename: str | os.PathLike[str] | None = None) -> str:
     return current_run().get_outputs_path(filename)
+
+
+def get_client() -> Client:
+    """A scoped Kubernetes API client for this experiment (``incluster.client.Client``)."""
+    from incluster.client import Client
+
+    return Client()
 
 
 def end() -> None:

@@ -74,7 +74,7 @@ def test_no_rule_is_unnamed_or_wildcard():
 
 @pytest.mark.parametrize("bad", ["../etc", "UPPER", "a/b", "", "x" * 254])
 def test_bad_reference_names_are_rejected_with_the_field(bad):
-    with pytest.raises(ValueError, match="spec.outputsRefs"):
+    with pytest.raises(ValueError, match=r"spec\.outputsRefs"):
         access.role_rules("xp", [bad])
 
 
@@ -106,7 +106,8 @@ def test_service_account_never_automounts_its_own_token():
 def test_secret_is_created_without_a_token():
     secret = access.token_secret("xp", "team-a")
     assert secret["type"] == "Opaque"
-    assert "data" not in secret and "stringData" not in secret
+    assert "data" not in secret
+    assert "stringData" not in secret
 
 
 def test_secret_patch_stores_the_token_and_its_lifetime():
@@ -161,7 +162,7 @@ def test_token_sources_for_a_shared_projected_context_volume():
 def test_pod_keeps_the_user_service_account_and_gets_no_env():
     original = copy.deepcopy(USER_POD)
     pod = access.with_token_volume(USER_POD, "xp", "/var/run/incluster")
-    assert USER_POD == original, "the input must not be mutated"
+    assert original == USER_POD, "the input must not be mutated"
     assert pod["spec"]["serviceAccountName"] == "gcs-reader"
     assert "automountServiceAccountToken" not in pod["spec"]
     for kind in ("initContainers", "containers"):

@@ -79,6 +79,8 @@ KEY_OUTPUTS_REFS_PATHS: Final = "outputsRefsPaths"
 KEY_DATA_PATHS: Final = "dataPaths"
 KEY_FRAMEWORK: Final = "framework"
 KEY_EVALUATOR_IN_CLUSTER: Final = "evaluatorInCluster"
+#: Name of the metric the summary shows as ``status.tracking.primary`` (a printer column).
+KEY_PRIMARY_METRIC: Final = "primaryMetric"
 
 # --- the Experiment resource: the scoped client's URLs and the status key it patches ---
 API_GROUP: Final = "incluster.dev"
@@ -86,6 +88,8 @@ API_VERSION: Final = "v1alpha1"
 PLURAL: Final = "experiments"
 #: ``status.<this>`` holds the bounded tracking summary one replica patches.
 STATUS_TRACKING: Final = "tracking"
+#: ``status.tracking.<this>``: ``"<metric>=<value> @ <step>"`` for ``kubectl get xp``.
+STATUS_TRACKING_PRIMARY: Final = "primary"
 #: ``status.<this>`` holds an experiment's outputs path (read through ``outputsRefs``).
 STATUS_OUTPUTS_PATH: Final = "outputsPath"
 

@@ -108,3 +108,12 @@ def test_interval_comes_from_the_contract_env_var():
     for bad in ("0", "-1", "soon", "nan"):
         with pytest.raises(ContextError, match=contract.ENV_SUMMARY_SYNC_SECONDS):
             sync.interval_from_env({contract.ENV_SUMMARY_SYNC_SECONDS: bad})
+
+
+def test_primary_metric_is_one_short_string_for_kubectl():
+    summary = {"metrics": {"loss": {"value": 0.123456789, "step": 40}, "acc": {"value": 1}}}
+    assert sync.tracking_document(summary, now=NOW, primary="loss")["primary"] == (
+        "loss=0.123457 @ 40"
+    )
+    assert sync.tracking_document(summary, now=NOW, primary="acc")["primary"] == "acc=1"
+    assert "primary" not in sync.tracking_document(summary, now=NOW, primary="missing")

@@ -104,14 +104,18 @@ def _size(value: Any) -> int:
 
 
 def tracking_document(
-    summary: Mapping[str, Any], limits: Limits = Limits(), now: float | None = None
+    summary: Mapping[str, Any],
+    limits: Limits = Limits(),
+    now: float | None = None,
+    primary: str | None = None,
 ) -> dict[str, Any]:
     """The bounded ``status.tracking`` document for a run summary (pure).
 
     Dict sections keep their entries in name order, list sections their latest entries,
     until the per-section or byte cap is reached; an entry larger than
     ``max_entry_bytes`` is left out on its own. What was left out is counted under
-    ``truncated`` so nobody mistakes the status for the whole story.
+    ``truncated`` so nobody mistakes the status for the whole story. ``primary`` names
+    the metric shown as one short string in ``kubectl get xp``.
     """
     budget = limits.max_bytes - 512  # room for the scalars and the truncation note
     used = 0
@@ -140,6 +144,12 @@ def tracking_document(
             doc[key] = dict(kept)
         else:
             doc[key] = [item for _, item in reversed(kept)]
+    metrics = summary.get("metrics")
+    point = metrics.get(primary) if primary and isinstance(metrics, Mapping) else None
+    if isinstance(point, Mapping):
+        value, step = _json_safe(point.get("value")), point.get("step")
+        text = f"{primary}={value:.6g}" if isinstance(value, float) else f"{primary}={value}"
+        doc[contract.STATUS_TRACKING_PRIMARY] = text if step is None else f"{text} @ {step}"
     dropped = summary.get("dropped")
     if isinstance(dropped, int) and dropped:
         doc["droppedRecords"] = dropped
@@ -212,8 +222,10 @@ class SummarySync:
         *,
         interval: float = DEFAULT_INTERVAL,
         limits: Limits = Limits(),
+        primary: str | None = None,
     ) -> None:
         self._version = version
+        self.primary = primary
         self._summary = summary
         self._make_client = client
         self._client: Client | None = None
@@ -246,7 +258,7 @@ class SummarySync:
         try:
             if self._client is None:
                 self._client = self._make_client()
-            doc = tracking_document(self._summary(), self.limits)
+            doc = tracking_document(self._summary(), self.limits, primary=self.primary)
             patch = with_removals(self._left_in_status, doc)
             self._left_in_status = _union(self._left_in_status, doc)
             self._client.patch_status({contract.STATUS_TRACKING: patch})
@@ -318,9 +330,12 @@ def start_for(
     if not is_summary_writer(context.get_cluster_def(), context.get_task_info()):
         return None
     interval = interval_from_env(env)
+    document = context.document() or {}
+    primary = document.get(contract.KEY_PRIMARY_METRIC)
     return SummarySync(
         version,
         summary,
         lambda: Client(timeout=CLIENT_TIMEOUT, retries=0),
         interval=interval,
+        primary=primary if isinstance(primary, str) else None,
     ).start()

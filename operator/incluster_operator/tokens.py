@@ -91,18 +91,12 @@ def read_state(api: k8s.ApiClient, namespace: str, experiment: str) -> TokenStat
     return state_of(secret)
 
 
-def mint(
-    api: k8s.ApiClient,
-    namespace: str,
-    experiment: str,
-    ttl_seconds: int,
-    now: datetime | None = None,
-) -> TokenState:
+def mint(api: k8s.ApiClient, namespace: str, experiment: str, ttl_seconds: int) -> TokenState:
     """Mint a token for the experiment's ServiceAccount, bound to its Secret, and store it.
 
     The ServiceAccount and the Secret must exist (the handlers create the access objects
-    first). The expiry recorded is the one the API server granted, which may differ from
-    ``ttl_seconds``.
+    first). Issue and expiry times are the API server's (the expiry it granted minus the
+    duration it granted), so the refresh schedule follows the clock that enforces expiry.
     """
     core = k8s.CoreV1Api(api)
     names = access.access_names(experiment)
@@ -110,7 +104,6 @@ def mint(
     uid = secret.metadata.uid if secret.metadata else None
     if not uid:
         raise RuntimeError(f"secret {namespace}/{names.secret} has no uid to bind a token to")
-    issued_at = now or datetime.now(UTC)
     request = k8s.AuthenticationV1TokenRequest(
         api_version="authentication.k8s.io/v1",
         kind="TokenRequest",
@@ -130,9 +123,11 @@ def mint(
         raise RuntimeError(
             f"TokenRequest for serviceaccount {namespace}/{names.service_account} returned no token"
         )
-    expires_at = status.expiration_timestamp or issued_at + timedelta(seconds=ttl_seconds)
+    seconds = (granted.spec.expiration_seconds if granted.spec else None) or ttl_seconds
+    expires_at = status.expiration_timestamp or datetime.now(UTC) + timedelta(seconds=seconds)
     if expires_at.tzinfo is None:
         expires_at = expires_at.replace(tzinfo=UTC)
+    issued_at = expires_at - timedelta(seconds=seconds)
     core.patch_namespaced_secret(
         names.secret,
         namespace,
@@ -153,7 +148,7 @@ def refresh_if_due(
     state = read_state(api, namespace, experiment)
     if state is not None and not refresh_due(state, moment):
         return state
-    return mint(api, namespace, experiment, ttl_seconds, now=moment)
+    return mint(api, namespace, experiment, ttl_seconds)
 
 
 def revoke(api: k8s.ApiClient, namespace: str, experiment: str) -> list[str]:

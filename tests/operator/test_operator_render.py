@@ -134,7 +134,8 @@ def test_outputs_are_mounted_per_experiment_and_refs_and_data_read_only():
     volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
     assert volumes[names.VOLUME_OUTPUTS]["persistentVolumeClaim"] == {"claimName": "outputs"}
     assert volumes["incluster-data-0"]["hostPath"]["path"] == "/d"
-    assert volumes[names.VOLUME_CONTEXT]["configMap"]["name"] == "xp-context"
+    (source,) = volumes[names.VOLUME_CONTEXT]["projected"]["sources"]
+    assert source == {"configMap": {"name": "xp-context"}}
     env = env_of(pod["spec"]["containers"][0])
     assert json.loads(env[contract.ENV_OUTPUTS_REFS_PATHS]) == {
         "jobs": ["/refs/jobs/prep"],

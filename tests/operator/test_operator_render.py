@@ -134,7 +134,8 @@ def test_outputs_are_mounted_per_experiment_and_refs_and_data_read_only():
     volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
     assert volumes[names.VOLUME_OUTPUTS]["persistentVolumeClaim"] == {"claimName": "outputs"}
     assert volumes["incluster-data-0"]["hostPath"]["path"] == "/d"
-    assert volumes[names.VOLUME_CONTEXT]["configMap"]["name"] == "xp-context"
+    (source,) = volumes[names.VOLUME_CONTEXT]["projected"]["sources"]
+    assert source == {"configMap": {"name": "xp-context"}}
     env = env_of(pod["spec"]["containers"][0])
     assert json.loads(env[contract.ENV_OUTPUTS_REFS_PATHS]) == {
         "jobs": ["/refs/jobs/prep"],
@@ -284,3 +285,13 @@ def test_the_sdk_reads_back_what_was_rendered(tmp_path, monkeypatch):
     assert context.get_declarations() == {"lr": 0.5}
     assert context.get_outputs_path() == "/outputs/team/mnist/xp"
     assert context.get_experiment_info()["experiment_name"] == "xp"
+
+
+def test_meta_from_the_api_metadata_and_the_pod_selector():
+    body_meta = {"name": "xp", "namespace": "team", "uid": META.uid, "generation": 2}
+    assert ExperimentMeta.from_metadata(body_meta) == META
+    selector = names.label_selector("xp", META.uid)
+    assert selector == f"incluster.dev/experiment=xp,incluster.dev/experiment-uid={META.uid}"
+    pod = render(raw_spec()).pods[0]
+    labels = pod["metadata"]["labels"]
+    assert all(labels[k] == v for k, v in (item.split("=") for item in selector.split(",")))

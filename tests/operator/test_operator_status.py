@@ -263,6 +263,7 @@ def test_a_finished_experiment_never_creates_pods_again():
     got = run(spec, [], done.status_patch(), NOW + timedelta(hours=1))
     assert got.create == ()
     assert got.status.completion_time == done.status.completion_time
+    assert got.status == done.status  # counts stay as they were at the end
 
 
 def test_pods_beyond_the_spec_are_deleted():

@@ -19,6 +19,7 @@ from incluster_operator.render.context import (
     ExperimentMeta,
     Plan,
     data_paths,
+    outputs_path,
     outputs_subpath,
     ref_mount_path,
     ref_subpath,
@@ -54,8 +55,12 @@ def _volumes(p: Plan) -> list[dict[str, Any]]:
     """The operator's pod volumes; the same for every pod of the experiment."""
     volumes: list[dict[str, Any]] = [
         {
+            # Projected, so that later sources (the scoped token, the CA) can join the
+            # same directory without nesting a mount inside a read-only one.
             "name": names.VOLUME_CONTEXT,
-            "configMap": {"name": names.context_configmap_name(p.meta.name)},
+            "projected": {
+                "sources": [{"configMap": {"name": names.context_configmap_name(p.meta.name)}}]
+            },
         },
         {"name": names.VOLUME_OUTPUTS, **p.settings.outputs.to_k8s()},
     ]
@@ -71,9 +76,8 @@ def _mounts(p: Plan) -> list[dict[str, Any]]:
         {"name": names.VOLUME_CONTEXT, "mountPath": p.settings.context_dir, "readOnly": True},
         {
             "name": names.VOLUME_OUTPUTS,
-            "mountPath": p.settings.outputs_root.rstrip("/")
-            + "/"
-            + outputs_subpath(p.spec, p.meta),
+            "mountPath": outputs_path(p.spec, p.meta, p.settings),
+            # Only this experiment's directory of the store is visible in the pod.
             "subPath": outputs_subpath(p.spec, p.meta),
         },
     ]

@@ -210,7 +210,8 @@ class Emulator(kmock.KubernetesEmulator):
         # so only the user's reactions are matched against requests (and only cheaply).
         self._requests = collections.deque(maxlen=self.request_log_size)  # type: ignore[assignment]
         self._events = collections.deque(maxlen=self.event_window)
-        self._resources.load_bundled()
+        for ref, info in discovery.builtin_resources().items():
+            self._resources[ref] = info
         for ns in PRELOADED_NAMESPACES:
             self._create_namespace_defaults(ns, preload=True)
 
@@ -1091,18 +1092,22 @@ class Emulator(kmock.KubernetesEmulator):
                 await send(kind, obj)
             if initial_events and bookmarks:
                 await send("BOOKMARK", bookmark({"k8s.io/initial-events-end": "true"}))
-            while True:
-                wait = self.bookmark_interval if bookmarks else None
+            next_bookmark = time.monotonic() + self.bookmark_interval
+            while raw.transport is not None and not raw.transport.is_closing():
+                # Wake up at least every second: aiohttp does not cancel the handler when the
+                # client goes away, and a stream nobody reads must not pin the server.
+                now = time.monotonic()
+                wait = min(1.0, max(next_bookmark - now, 0.0)) if bookmarks else 1.0
                 if deadline is not None:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
+                    if deadline <= now:
                         break
-                    wait = min(wait, left) if wait is not None else left
+                    wait = min(wait, deadline - now)
                 try:
                     event = await asyncio.wait_for(watcher.queue.get(), wait)
                 except TimeoutError:
-                    if bookmarks and watcher.queue.empty():
+                    if bookmarks and time.monotonic() >= next_bookmark and watcher.queue.empty():
                         await send("BOOKMARK", bookmark())
+                        next_bookmark = time.monotonic() + self.bookmark_interval
                     continue
                 if event is None:
                     break

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import socket
 
-import kmock
 import pytest
 from incluster import Experiment, contract, tracking
 from incluster.client import (
@@ -92,9 +91,7 @@ def test_persistent_5xx_gives_up_with_the_status(pod_context, experiment, cluste
 
 def test_403_is_not_retried_and_reported_once(pod_context, experiment, cluster, caplog):
     emu = cluster.emulator
-    cluster.call(
-        lambda: emu[status_patches()] << kmock.KubernetesError(status=403, reason="Forbidden")
-    )
+    fail(cluster, 403, status_patches())
     client = Client(backoff=0.01)
     served = cluster.call(lambda: emu.requests_served)
     with caplog.at_level(logging.WARNING, logger="incluster.client"):

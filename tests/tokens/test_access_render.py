@@ -250,3 +250,28 @@ def test_sources_that_could_shadow_the_token_are_refused():
 def test_access_objects_come_in_creation_order():
     kinds = [o["kind"] for o in access.access_objects("xp", "team-a", ["prev"], {"a": "b"})]
     assert kinds == ["ServiceAccount", "Role", "RoleBinding", "Secret"]
+
+
+def test_pods_carry_the_summary_interval_and_the_primary_metric():
+    from incluster.tracking import sync
+    from incluster_operator.api import crd
+
+    settings = Settings(outputs=VolumeSource(claim="outputs"), summary_sync_seconds=2.5)
+    raw = {
+        "project": "mnist",
+        "primaryMetric": "loss",
+        "replicas": {"master": {"template": template()}},
+    }
+    children = render_all(validate(raw, META.name, settings), META, settings)
+    for container in containers(children.pods[0]):
+        env = {e["name"]: e.get("value", "") for e in container["env"]}
+        assert sync.interval_from_env(env) == 2.5
+    document = json.loads(children.config_map["data"][contract.FILE_CONTEXT])
+    assert document[contract.KEY_PRIMARY_METRIC] == "loss"
+    (version,) = crd.definition()["spec"]["versions"]
+    assert {
+        "name": "Metric",
+        "type": "string",
+        "description": "spec.primaryMetric's latest value and step",
+        "jsonPath": f".status.{contract.STATUS_TRACKING}.{contract.STATUS_TRACKING_PRIMARY}",
+    } in version["additionalPrinterColumns"]

@@ -148,3 +148,37 @@ def test_every_call_stays_within_the_rendered_role(pod_context, experiment, clus
             and call.verb in rule["verbs"]
             for rule in rules
         ), f"{call} is not allowed by the experiment's Role"
+
+
+@pytest.mark.parametrize(
+    ("url", "fault"),
+    [
+        ("http://api.example.com:6443", "clear text"),
+        ("ftp://127.0.0.1", "must look like"),
+        ("127.0.0.1:6443", "must look like"),
+    ],
+)
+def test_the_token_never_travels_in_clear_text(pod_context, monkeypatch, url, fault):
+    monkeypatch.setenv(contract.ENV_API_URL, url)
+    with pytest.raises(ContextError, match=fault):
+        Client()
+
+
+def test_in_cluster_address_comes_from_the_standard_env(pod_context, monkeypatch):
+    monkeypatch.delenv(contract.ENV_API_URL)
+    monkeypatch.setenv(contract.ENV_KUBERNETES_SERVICE_HOST, "fd00::1")
+    monkeypatch.setenv(contract.ENV_KUBERNETES_SERVICE_PORT, "6443")
+    client = Client()
+    assert client.base_url == "https://[fd00::1]:6443"
+    assert client.ca_path == pod_context / contract.DIR_TOKEN / contract.FILE_CA
+    monkeypatch.delenv(contract.ENV_KUBERNETES_SERVICE_HOST)
+    with pytest.raises(ContextError, match=contract.ENV_KUBERNETES_SERVICE_HOST):
+        Client()
+
+
+def test_https_without_the_projected_ca_is_a_clear_error(pod_context, monkeypatch):
+    monkeypatch.delenv(contract.ENV_API_URL)
+    monkeypatch.setenv(contract.ENV_KUBERNETES_SERVICE_HOST, "127.0.0.1")
+    (pod_context / contract.DIR_TOKEN / contract.FILE_CA).unlink()
+    with pytest.raises(TokenFileError, match="kube-root-ca.crt"):
+        Client().get_experiment()

@@ -1,0 +1,101 @@
+"""Helpers over the chart's rendered manifests, shared by the chart's tests."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import helm_python
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART_DIR = ROOT / "charts" / "incluster"
+RELEASE = "xp"
+RELEASE_NAMESPACE = "incluster-system"
+
+Manifest = dict[str, Any]
+Render = Callable[..., list[Manifest]]
+
+
+def render_manifests(
+    chart: helm_python.Chart, values: dict[str, Any] | None = None
+) -> list[Manifest]:
+    """Every object the chart would install (templates only; CRDs come from crds/)."""
+    rendered = chart.render(values or {}, name=RELEASE, namespace=RELEASE_NAMESPACE)
+    manifests: list[Manifest] = []
+    for path, text in sorted(rendered.items()):
+        if not path.endswith((".yaml", ".yml")):
+            continue
+        manifests.extend(doc for doc in yaml.safe_load_all(text) if doc)
+    return manifests
+
+
+def one(manifests: list[Manifest], kind: str) -> Manifest:
+    """The single object of ``kind``; fails when there are none or several."""
+    found = [m for m in manifests if m["kind"] == kind]
+    assert len(found) == 1, f"expected one {kind}, got {[m['metadata']['name'] for m in found]}"
+    return found[0]
+
+
+def of_kind(manifests: list[Manifest], kind: str) -> list[Manifest]:
+    return [m for m in manifests if m["kind"] == kind]
+
+
+def operator_container(manifests: list[Manifest]) -> Manifest:
+    containers = one(manifests, "Deployment")["spec"]["template"]["spec"]["containers"]
+    assert [c["name"] for c in containers] == ["operator"]
+    container: Manifest = containers[0]
+    return container
+
+
+def container_env(manifests: list[Manifest]) -> dict[str, str]:
+    """The operator container's env as a mapping; every entry must be a literal value."""
+    env = operator_container(manifests)["env"]
+    names = [e["name"] for e in env]
+    assert len(names) == len(set(names)), f"duplicate env names: {names}"
+    assert all(isinstance(e.get("value"), str) for e in env), "env values must be strings"
+    return {e["name"]: e["value"] for e in env}
+
+
+#: One values set per chart option (besides the defaults), shared by the tests that render
+#: every option: env parsing, Kubernetes schema validation, lint.
+OPTIONS: dict[str, dict[str, Any]] = {
+    "defaults": {},
+    "namespaced": {"watch": {"allNamespaces": False, "namespaces": ["team-b", "team-a"]}},
+    "outputs-hostpath": {"outputs": {"store": "hostPath", "claimName": "", "hostPath": "/srv/out"}},
+    "outputs-emptydir": {"outputs": {"store": "emptyDir", "claimName": ""}},
+    "data-stores": {
+        "dataStores": {"imagenet": {"claim": "imagenet-pvc"}, "raw": {"hostPath": "/mnt/raw"}},
+        "dataMountPath": "/datasets",
+        "refsMountPath": "/references",
+        "contextMountPath": "/run/ctx",
+    },
+    "tuning": {
+        "tokenTTLSeconds": 900,
+        "summarySyncSeconds": 2.5,
+        "inlineEnvMaxBytes": 65536,
+        "clusterDomain": "corp.example",
+        "addressing": "loopback",
+        "evaluatorInCluster": True,
+        "successPolicy": "allWorkers",
+    },
+    "log-debug": {"logLevel": "debug"},
+    "log-warning": {"logLevel": "warning"},
+    "image-digest": {
+        "image": {"repository": "registry.example/ml/incluster", "digest": "sha256:" + "a" * 64},
+        "imagePullSecrets": [{"name": "regcred"}],
+    },
+    "scheduling": {
+        "replicas": 0,
+        "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
+        "nodeSelector": {"kubernetes.io/os": "linux"},
+        "tolerations": [{"key": "ml", "operator": "Exists", "effect": "NoSchedule"}],
+        "priorityClassName": "system-cluster-critical",
+        "podAnnotations": {"example.com/scrape": "false"},
+        "podLabels": {"team": "ml"},
+        "serviceAccount": {"name": "ml-operator", "annotations": {"iam.example/role": "r"}},
+        "health": {"port": 9090},
+    },
+    "openshift-uids": {"podSecurityContext": {"runAsUser": None, "runAsGroup": None}},
+}

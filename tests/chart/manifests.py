@@ -63,8 +63,8 @@ def container_env(manifests: list[Manifest]) -> dict[str, str]:
 OPTIONS: dict[str, dict[str, Any]] = {
     "defaults": {},
     "namespaced": {"watch": {"allNamespaces": False, "namespaces": ["team-b", "team-a"]}},
-    "outputs-hostpath": {"outputs": {"store": "hostPath", "claimName": "", "hostPath": "/srv/out"}},
-    "outputs-emptydir": {"outputs": {"store": "emptyDir", "claimName": ""}},
+    "outputs-hostpath": {"outputs": {"store": "hostPath", "hostPath": "/srv/out"}},
+    "outputs-emptydir": {"outputs": {"store": "emptyDir"}},
     "data-stores": {
         "dataStores": {"imagenet": {"claim": "imagenet-pvc"}, "raw": {"hostPath": "/mnt/raw"}},
         "dataMountPath": "/datasets",

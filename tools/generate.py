@@ -38,6 +38,8 @@ def _experiment_crd() -> str:
 GENERATORS: dict[str, Callable[[], str]] = {
     "docs/context.md": _context_reference,
     "crds/experiments.incluster.dev.yaml": _experiment_crd,
+    # Helm installs CRDs from the chart's crds/: the same text, from the same models.
+    "charts/incluster/crds/experiments.incluster.dev.yaml": _experiment_crd,
 }
 
 

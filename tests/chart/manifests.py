@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,21 @@ def container_env(manifests: list[Manifest]) -> dict[str, str]:
     assert len(names) == len(set(names)), f"duplicate env names: {names}"
     assert all(isinstance(e.get("value"), str) for e in env), "env values must be strings"
     return {e["name"]: e["value"] for e in env}
+
+
+def notes(chart: helm_python.Chart, values: dict[str, object]) -> str:
+    rendered = chart.render(values, name=RELEASE, namespace=RELEASE_NAMESPACE)
+    return rendered["incluster/templates/NOTES.txt"]
+
+
+def first_experiment(text: str) -> dict[str, object]:
+    """The Experiment in NOTES, between the heredoc markers, as the admin would paste it."""
+    match = re.search(r"<<'YAML' \| kubectl -n (\S+) apply -f -\n(.*?)\n  YAML\n", text, re.S)
+    assert match, text
+    document = yaml.safe_load(match.group(2))
+    assert isinstance(document, dict)
+    document["_namespace"] = match.group(1)
+    return document
 
 
 #: One values set per chart option (besides the defaults), shared by the tests that render

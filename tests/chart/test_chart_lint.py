@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-import re
-
 import helm_python
 import pytest
-import yaml
 
-from tests.chart.manifests import CHART_DIR, OPTIONS, RELEASE, RELEASE_NAMESPACE
+from tests.chart.manifests import (
+    CHART_DIR,
+    OPTIONS,
+    RELEASE,
+    RELEASE_NAMESPACE,
+    first_experiment,
+    notes,
+)
 
 WARNING = 2
 
@@ -18,21 +22,6 @@ def test_lint_finds_no_warnings_or_errors(option: str) -> None:
     report = helm_python.lint(CHART_DIR, OPTIONS[option], strict=True, namespace="ns")
     assert report["errors"] == []
     assert [m for m in report["messages"] if m["severity"] >= WARNING] == []
-
-
-def notes(chart: helm_python.Chart, values: dict[str, object]) -> str:
-    rendered = chart.render(values, name=RELEASE, namespace=RELEASE_NAMESPACE)
-    return rendered["incluster/templates/NOTES.txt"]
-
-
-def first_experiment(text: str) -> dict[str, object]:
-    """The Experiment in NOTES, between the heredoc markers, as the admin would paste it."""
-    match = re.search(r"<<'YAML' \| kubectl -n (\S+) apply -f -\n(.*?)\n  YAML\n", text, re.S)
-    assert match, text
-    document = yaml.safe_load(match.group(2))
-    assert isinstance(document, dict)
-    document["_namespace"] = match.group(1)
-    return document
 
 
 def test_notes_tell_how_to_check_the_install(chart: helm_python.Chart) -> None:

@@ -74,6 +74,23 @@ def first_experiment(text: str) -> dict[str, object]:
     return document
 
 
+Grant = set[tuple[str, str, str]]
+
+
+def rbac_grants(rules: list[dict[str, Any]]) -> Grant:
+    """(apiGroup, resource, verb) triples, so rules can be compared whatever their grouping.
+
+    The end-to-end suite compares these with the requests the operator really sends.
+    """
+    return {
+        (group, resource, verb)
+        for rule in rules
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+
+
 #: One values set per chart option (besides the defaults), shared by the tests that render
 #: every option: env parsing, Kubernetes schema validation, lint.
 OPTIONS: dict[str, dict[str, Any]] = {

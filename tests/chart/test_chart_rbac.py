@@ -7,23 +7,8 @@ the namespaced Roles identical to the cluster-wide grant, bound to the Deploymen
 
 from __future__ import annotations
 
-from typing import Any
-
 from tests.chart.manifests import OPTIONS, RELEASE_NAMESPACE, Render, of_kind, one
-
-Grant = set[tuple[str, str, str]]
-
-
-def grants(rules: list[dict[str, Any]]) -> Grant:
-    """(apiGroup, resource, verb) triples, so rules can be compared whatever their grouping."""
-    return {
-        (group, resource, verb)
-        for rule in rules
-        for group in rule["apiGroups"]
-        for resource in rule["resources"]
-        for verb in rule["verbs"]
-    }
-
+from tests.chart.manifests import rbac_grants as grants
 
 CLUSTER_SCOPED = {"customresourcedefinitions", "namespaces"}
 

@@ -11,7 +11,7 @@ from typing import Any
 import helm_python
 import pytest
 
-from tests.chart.manifests import CHART_DIR, render_manifests
+from tests.chart.manifests import CHART_DIR, ROOT, render_manifests
 
 BAD_VALUES: list[tuple[dict[str, Any], str, str]] = [
     ({"replicas": 2}, "/replicas", "maximum"),
@@ -75,3 +75,9 @@ def test_lint_reports_bad_values_as_errors() -> None:
     report = helm_python.lint(CHART_DIR, {"replicas": 3})
     assert report["errors"], report
     assert any("/replicas" in m["error"] for m in report["messages"] if m["severity"] == 3)
+
+
+def test_install_docs_describe_every_value(chart: helm_python.Chart) -> None:
+    docs = (ROOT / "docs" / "install.md").read_text()
+    missing = [key for key in chart.values if f"`{key}" not in docs]
+    assert missing == [], "document these values in docs/install.md"

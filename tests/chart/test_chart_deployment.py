@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from tests.chart.manifests import OPTIONS, Render, one, operator_container
+import importlib.util
+
+import pytest
+from incluster_operator import settings as s
+from kopf import cli as kopf_cli
+
+from tests.chart.manifests import OPTIONS, Render, container_env, one, operator_container
 
 DEFAULT_COMMAND = [
     "kopf",
@@ -102,3 +108,25 @@ def test_scheduling_values_reach_the_pod(render: Render) -> None:
     account = one(manifests, "ServiceAccount")
     assert account["metadata"]["name"] == "ml-operator"
     assert account["metadata"]["annotations"] == {"iam.example/role": "r"}
+
+
+@pytest.mark.parametrize("option", sorted(OPTIONS))
+def test_kopf_accepts_the_command_and_watches_what_the_settings_say(
+    render: Render, option: str
+) -> None:
+    """kopf's own CLI parses the command; its namespaces agree with the operator's settings."""
+    manifests = render(OPTIONS[option])
+    command = operator_container(manifests)["command"]
+    assert command[:2] == ["kopf", "run"]
+    params = kopf_cli.main.commands["run"].make_context("run", command[2:]).params
+    assert params["standalone"] is True
+    assert params["paths"] == ()
+    for module in params["modules"]:
+        assert importlib.util.find_spec(module) is not None, f"-m {module}: no such module"
+    settings = s.from_env(container_env(manifests))
+    if settings.namespaces is None:
+        assert params["clusterwide"] is True
+        assert params["namespaces"] == ()
+    else:
+        assert params["clusterwide"] is False
+        assert sorted(params["namespaces"]) == list(settings.namespaces)

@@ -9,12 +9,14 @@ build copies. The build itself runs only where a Docker daemon exists.
 from __future__ import annotations
 
 import re
+import shutil
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 import dockerfile
 import pytest
+import setuptools
 
 from tests.chart.manifests import ROOT, Render, operator_container
 
@@ -163,3 +165,28 @@ def test_dockerignore_keeps_local_state_out_of_the_context() -> None:
         assert ignored(path, patterns), path
     assert ignored("sdk/incluster/__pycache__/context.cpython-311.pyc", patterns)
     assert not ignored("sdk/incluster/context.py", patterns)
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [(OPERATOR, {"incluster", "incluster_operator"}), (SDK, {"incluster"})],
+    ids=["Dockerfile", "Dockerfile.sdk"],
+)
+def test_setuptools_finds_the_right_packages_in_the_copied_context(
+    tmp_path: Path, path: Path, expected: set[str]
+) -> None:
+    """What `pip install` in the build stage will package, from exactly the copied paths."""
+    for source in context_sources(path):
+        target = tmp_path / source
+        if (ROOT / source).is_dir():
+            shutil.copytree(ROOT / source, target, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(ROOT / source, target)
+    find = tomllib.loads((tmp_path / "pyproject.toml").read_text())["tool"]["setuptools"]
+    find = find["packages"]["find"]
+    found = {
+        package.split(".")[0]
+        for where in find["where"]
+        for package in setuptools.find_packages(tmp_path / where, include=find["include"])
+    }
+    assert found == expected

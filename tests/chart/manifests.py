@@ -132,3 +132,16 @@ OPTIONS: dict[str, dict[str, Any]] = {
     },
     "openshift-uids": {"podSecurityContext": {"runAsUser": None, "runAsGroup": None}},
 }
+
+
+def install_yaml(chart: helm_python.Chart, values: dict[str, Any] | None = None) -> str:
+    """What `helm install` would create, as one stream for `kubectl apply -f -`: CRDs first."""
+    crds = [crd["data"] for crd in chart.crds]
+    objects = [yaml.safe_dump(m, sort_keys=False) for m in render_manifests(chart, values)]
+    return "---\n".join(text if text.endswith("\n") else text + "\n" for text in crds + objects)
+
+
+def operator_invocation(manifests: list[Manifest]) -> tuple[list[str], dict[str, str]]:
+    """The operator container's argv and env, to run it as a local process (e2e tests)."""
+    container = operator_container(manifests)
+    return list(container["command"]), container_env(manifests)

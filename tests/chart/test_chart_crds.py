@@ -10,7 +10,16 @@ from incluster_operator import api
 from incluster_operator import settings as s
 from kubernetes_validate import utils
 
-from tests.chart.manifests import ROOT, Render, container_env, first_experiment, notes, one
+from tests.chart.manifests import (
+    OPTIONS,
+    ROOT,
+    Render,
+    container_env,
+    first_experiment,
+    install_yaml,
+    notes,
+    one,
+)
 
 SOURCE = ROOT / "crds" / "experiments.incluster.dev.yaml"
 
@@ -51,3 +60,13 @@ def test_notes_experiment_is_accepted_by_the_operator(
     metadata = experiment["metadata"]
     assert isinstance(metadata, dict)
     api.validate(experiment["spec"], metadata["name"], settings)
+
+
+def test_install_stream_puts_the_crd_before_the_objects(chart: helm_python.Chart) -> None:
+    documents = list(yaml.safe_load_all(install_yaml(chart, OPTIONS["namespaced"])))
+    kinds = [d["kind"] for d in documents]
+    assert kinds[0] == "CustomResourceDefinition"
+    assert sorted(kinds[1:]) == sorted(
+        ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment"]
+        + ["Role", "RoleBinding"] * 2
+    )

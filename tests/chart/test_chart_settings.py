@@ -11,7 +11,7 @@ import json
 import pytest
 from incluster_operator import settings as s
 
-from tests.chart.manifests import OPTIONS, Render, container_env
+from tests.chart.manifests import OPTIONS, Render, container_env, operator_invocation
 
 #: Env the chart sets for the runtime rather than for the operator's settings.
 RUNTIME_ENV = {"HOME", "PYTHONDONTWRITEBYTECODE"}
@@ -46,6 +46,12 @@ def test_defaults_watch_everything_and_write_to_the_outputs_claim(render: Render
     assert got.inline_env_max_bytes == 4096
     assert got.cluster_domain == "cluster.local"
     assert got.addressing == "dns"
+
+
+def test_operator_invocation_runs_with_the_rendered_settings(render: Render) -> None:
+    argv, env = operator_invocation(render(OPTIONS["tuning"]))
+    assert argv[:2] == ["kopf", "run"]
+    assert s.from_env(env).token_ttl_seconds == 900
 
 
 def test_namespace_list(render: Render) -> None:

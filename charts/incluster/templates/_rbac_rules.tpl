@@ -7,6 +7,8 @@ requests the operator really sends: add a verb here only with the code that uses
 
 {{- define "incluster.rules.namespaced" -}}
 # The Experiments it reconciles; kopf patches finalizers and its progress annotations.
+# get on both is also what each Experiment's own Role grants: Kubernetes lets the
+# operator create a Role only with permissions it holds itself.
 - apiGroups: [incluster.dev]
   resources: [experiments]
   verbs: [get, list, watch, patch]
@@ -33,10 +35,10 @@ requests the operator really sends: add a verb here only with the code that uses
 - apiGroups: [""]
   resources: [serviceaccounts/token]
   verbs: [create]
-# kopf posts handler outcomes as Events on the Experiment.
+# kopf posts handler outcomes as Events on the Experiment (POST only, never patch).
 - apiGroups: [""]
   resources: [events]
-  verbs: [create, patch]
+  verbs: [create]
 {{- end -}}
 
 {{- define "incluster.rules.cluster" -}}

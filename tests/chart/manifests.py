@@ -64,14 +64,13 @@ def notes(chart: helm_python.Chart, values: dict[str, object]) -> str:
     return rendered["incluster/templates/NOTES.txt"]
 
 
-def first_experiment(text: str) -> dict[str, object]:
-    """The Experiment in NOTES, between the heredoc markers, as the admin would paste it."""
+def first_experiment(text: str) -> tuple[str, dict[str, Any]]:
+    """The namespace and the Experiment that NOTES tells the admin to paste into kubectl."""
     match = re.search(r"<<'YAML' \| kubectl -n (\S+) apply -f -\n(.*?)\n  YAML\n", text, re.S)
     assert match, text
     document = yaml.safe_load(match.group(2))
     assert isinstance(document, dict)
-    document["_namespace"] = match.group(1)
-    return document
+    return match.group(1), document
 
 
 Grant = set[tuple[str, str, str]]

@@ -54,12 +54,10 @@ def test_notes_experiment_is_accepted_by_the_operator(
 ) -> None:
     """The first Experiment an admin pastes passes the operator's own validation."""
     settings = s.from_env(container_env(render()))
-    experiment = first_experiment(notes(chart, {}))
+    _, experiment = first_experiment(notes(chart, {}))
     assert experiment["apiVersion"] == api.API_VERSION
     assert experiment["kind"] == api.KIND
-    metadata = experiment["metadata"]
-    assert isinstance(metadata, dict)
-    api.validate(experiment["spec"], metadata["name"], settings)
+    api.validate(experiment["spec"], experiment["metadata"]["name"], settings)
 
 
 def test_install_stream_puts_the_crd_before_the_objects(chart: helm_python.Chart) -> None:

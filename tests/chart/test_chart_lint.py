@@ -34,8 +34,8 @@ def test_notes_tell_how_to_check_the_install(chart: helm_python.Chart) -> None:
 def test_notes_apply_the_first_experiment_in_a_watched_namespace(
     chart: helm_python.Chart,
 ) -> None:
-    experiment = first_experiment(notes(chart, OPTIONS["namespaced"]))
-    assert experiment["_namespace"] == "team-b"
+    namespace, experiment = first_experiment(notes(chart, OPTIONS["namespaced"]))
+    assert namespace == "team-b"
     assert experiment["apiVersion"] == "incluster.dev/v1alpha1"
     assert experiment["kind"] == "Experiment"
-    assert first_experiment(notes(chart, {}))["_namespace"] == "default"
+    assert first_experiment(notes(chart, {}))[0] == "default"

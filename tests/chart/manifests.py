@@ -20,10 +20,14 @@ Render = Callable[..., list[Manifest]]
 
 
 def render_manifests(
-    chart: helm_python.Chart, values: dict[str, Any] | None = None
+    chart: helm_python.Chart,
+    values: dict[str, Any] | None = None,
+    *,
+    release: str = RELEASE,
+    namespace: str = RELEASE_NAMESPACE,
 ) -> list[Manifest]:
     """Every object the chart would install (templates only; CRDs come from crds/)."""
-    rendered = chart.render(values or {}, name=RELEASE, namespace=RELEASE_NAMESPACE)
+    rendered = chart.render(values or {}, name=release, namespace=namespace)
     manifests: list[Manifest] = []
     for path, text in sorted(rendered.items()):
         if not path.endswith((".yaml", ".yml")):
@@ -133,10 +137,17 @@ OPTIONS: dict[str, dict[str, Any]] = {
 }
 
 
-def install_yaml(chart: helm_python.Chart, values: dict[str, Any] | None = None) -> str:
+def install_yaml(
+    chart: helm_python.Chart,
+    values: dict[str, Any] | None = None,
+    *,
+    release: str = RELEASE,
+    namespace: str = RELEASE_NAMESPACE,
+) -> str:
     """What `helm install` would create, as one stream for `kubectl apply -f -`: CRDs first."""
     crds = [crd["data"] for crd in chart.crds]
-    objects = [yaml.safe_dump(m, sort_keys=False) for m in render_manifests(chart, values)]
+    manifests = render_manifests(chart, values, release=release, namespace=namespace)
+    objects = [yaml.safe_dump(m, sort_keys=False) for m in manifests]
     return "---\n".join(text if text.endswith("\n") else text + "\n" for text in crds + objects)
 
 

@@ -29,7 +29,7 @@ import warnings
 import weakref
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from time import time
+from time import time_ns as _time_ns
 from types import TracebackType
 from typing import Any
 
@@ -107,12 +107,17 @@ def metric_step(step: object) -> str:
     return _int_repr(number)
 
 
-def event_time(timestamp: object) -> float:
-    """Seconds since the epoch from a number or a datetime (naive means local time)."""
+def now_ms() -> int:
+    """Milliseconds since the epoch: the format's ``t`` (an int renders 3x faster)."""
+    return _time_ns() // 1_000_000
+
+
+def event_time(timestamp: object) -> int:
+    """``t`` in ms from seconds since the epoch or a datetime (naive means local time)."""
     if timestamp is None:
-        return time()
+        return now_ms()
     if isinstance(timestamp, datetime):
-        return timestamp.timestamp()
+        return round(timestamp.timestamp() * 1000)
     if isinstance(timestamp, bool) or not isinstance(timestamp, int | float):
         raise TypeError(
             "timestamp must be seconds since the epoch (int/float) or a datetime, "
@@ -120,7 +125,7 @@ def event_time(timestamp: object) -> float:
         )
     if not math.isfinite(timestamp):
         raise ValueError(f"timestamp must be finite, got {timestamp!r}")
-    return float(timestamp)
+    return round(timestamp * 1000)
 
 
 def _json_values(values: Mapping[str, Any], argument: str) -> str:
@@ -136,12 +141,6 @@ def _json_values(values: Mapping[str, Any], argument: str) -> str:
                 "(NaN and inf are only stored for metrics)"
             ) from None
     return _dumps(dict(values))
-
-
-def _summary_value(value: float | int) -> float | int | str:
-    if isinstance(value, float) and not math.isfinite(value):
-        return _NONFINITE[_float_repr(value)].strip('"')
-    return value
 
 
 class Run:
@@ -165,7 +164,8 @@ class Run:
         self.dropped = 0
         self._lock = threading.Lock()
         self._prefixes: dict[str, str] = {}
-        self._metrics: dict[str, tuple[float | int, int | None]] = {}
+        #: metric name -> its latest line: one store per call, parsed only by summary().
+        self._latest: dict[str, bytes] = {}
         self._inputs: dict[str, Any] = {}
         self._outputs: dict[str, Any] = {}
         self._tags: dict[str, None] = {}
@@ -181,7 +181,7 @@ class Run:
             "format": FORMAT_VERSION,
             "task": {"type": task_type, "index": task_index},
             "pid": os.getpid(),
-            "t": time(),
+            "t": now_ms(),
         }
         self._append((_dumps(start) + "\n").encode(), 1)
         if register_atexit:
@@ -247,23 +247,21 @@ class Run:
             prefix = self._prefixes[name]
         except (KeyError, TypeError):
             prefix = self._metric_prefix(name)
+        # An exact float or int formats itself inside the f-string (``format(x, "")`` is
+        # ``repr(x)`` for both); only NaN/inf (``x - x`` is not 0) need their JSON string.
+        v: object = value
         if type(value) is float:
-            text = _float_repr(value)
-            if text[-1] > "9":  # 'nan', 'inf', '-inf': finite reprs end in a digit
-                text = _NONFINITE[text]
-        elif type(value) is int:
-            text = _int_repr(value)
-        else:
-            value, text = metric_value(value)
+            if value - value != 0.0:
+                v = _NONFINITE[_float_repr(value)]
+        elif type(value) is not int:
+            v = metric_value(value)[1]
+        s: object = step
         if step is None:
             s = "null"
-        elif type(step) is int and step >= 0:
-            s = _int_repr(step)
-        else:
+        elif type(step) is not int or step < 0:
             s = metric_step(step)
-            step = int(s)
-        t = time() if timestamp is None else event_time(timestamp)
-        data = f'{prefix}{text},"s":{s},"t":{t!r}}}\n'.encode()
+        t = _time_ns() // 1_000_000 if timestamp is None else event_time(timestamp)
+        data = f'{prefix}{v},"s":{s},"t":{t}}}\n'.encode()
         with self._lock:
             try:
                 written = _write(self._fd, data)
@@ -272,7 +270,7 @@ class Run:
             else:
                 if written != len(data):
                     self._short_write(data, written, 1)
-            self._metrics[name] = (value, step)
+            self._latest[name] = data
             self._version += 1
 
     def log_metrics(
@@ -282,20 +280,16 @@ class Run:
         if not metrics:
             raise ValueError("log_metrics needs at least one name=value metric")
         s = metric_step(step)
-        t = repr(event_time(timestamp))
-        lines = []
-        points = []
+        t = event_time(timestamp)
+        lines = {}
         for name, raw in metrics.items():
-            value, text = metric_value(raw, argument=f"metric {name!r}")
+            text = metric_value(raw, argument=f"metric {name!r}")[1]
             prefix = self._prefixes.get(name) or self._metric_prefix(name)
-            lines.append(f'{prefix}{text},"s":{s},"t":{t}}}\n')
-            points.append((name, value))
-        data = "".join(lines).encode()
-        step_value = None if step is None else int(s)
+            lines[name] = f'{prefix}{text},"s":{s},"t":{t}}}\n'.encode()
+        data = b"".join(lines.values())
         with self._lock:
             self._append(data, len(lines))
-            for name, value in points:
-                self._metrics[name] = (value, step_value)
+            self._latest.update(lines)
             self._version += 1
 
     # --- other records -----------------------------------------------------------------
@@ -314,7 +308,7 @@ class Run:
         self._append_with_time(line, lambda: self._outputs.update(results))
 
     def _append_with_time(self, head: str, update: Any) -> None:
-        data = f"{head}{time()!r}}}\n".encode()
+        data = f"{head}{now_ms()}}}\n".encode()
         with self._lock:
             self._append(data, 1)
             update()
@@ -362,7 +356,7 @@ class Run:
         stored = self._relative(full)
         record = {"k": "artifact", "n": label, "kind": kind_value.value, "path": stored}
         record["hash"] = digest
-        data = (_dumps({**record, "t": time()}) + "\n").encode()
+        data = (_dumps({**record, "t": now_ms()}) + "\n").encode()
         summary = {"name": label, "kind": kind_value.value, "path": stored, "hash": digest}
         with self._lock:
             self._append(data, 1)
@@ -407,7 +401,7 @@ class Run:
     def summary(self) -> dict[str, Any]:
         """What the run has logged so far, JSON-able (NaN/inf as "NaN"/"Infinity")."""
         with self._lock:
-            metrics = dict(self._metrics)
+            latest = list(self._latest.values())
             result: dict[str, Any] = {
                 "inputs": dict(self._inputs),
                 "outputs": dict(self._outputs),
@@ -417,10 +411,8 @@ class Run:
                 "dropped": self.dropped,
                 "version": self._version,
             }
-        result["metrics"] = {
-            name: {"value": _summary_value(value), "step": step}
-            for name, (value, step) in metrics.items()
-        }
+        points = (json.loads(line) for line in latest)
+        result["metrics"] = {p["n"]: {"value": p["v"], "step": p["s"]} for p in points}
         return result
 
     # --- lifecycle ---------------------------------------------------------------------
@@ -434,7 +426,7 @@ class Run:
             if self._ended:
                 return
             end = {"k": "run", "event": "end", "status": status, "dropped": self.dropped}
-            self._append((_dumps({**end, "t": time()}) + "\n").encode(), 1)
+            self._append((_dumps({**end, "t": now_ms()}) + "\n").encode(), 1)
             self._ended = True
             fd, self._fd = self._fd, -1
             if fd >= 0:

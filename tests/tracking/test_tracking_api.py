@@ -216,3 +216,15 @@ def test_import_stays_light(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+def test_timestamps_are_ms_from_seconds_or_datetimes(run: Run) -> None:
+    from datetime import UTC, datetime
+
+    run.log_metric("a", 1.0, timestamp=1700000000.25)
+    run.log_metric("a", 2.0, timestamp=datetime(2024, 1, 2, 3, 4, 5, 678000, tzinfo=UTC))
+    run.log_metrics(timestamp=1700000001, b=1)
+    raw = [json.loads(line)["t"] for line in lines(run.events_path)[1:]]
+    assert raw == [1700000000250, 1704164645678, 1700000001000]
+    got = [r.timestamp for r in records(run) if isinstance(r, events.Metric)]
+    assert got == [1700000000.25, 1704164645.678, 1700000001.0]

@@ -24,17 +24,17 @@ import contextlib
 import json
 import math
 import os
+import sys
 import threading
 import warnings
 import weakref
 from collections.abc import Iterable, Mapping
-from datetime import datetime
 from time import time_ns as _time_ns
 from types import TracebackType
 from typing import Any
 
 from incluster.schemas import ArtifactKind
-from incluster.tracking import hashing, paths
+from incluster.tracking import paths
 
 #: Version of the event line format, written in every ``run`` start record.
 FORMAT_VERSION = 1
@@ -116,8 +116,9 @@ def event_time(timestamp: object) -> int:
     """``t`` in ms from seconds since the epoch or a datetime (naive means local time)."""
     if timestamp is None:
         return now_ms()
-    if isinstance(timestamp, datetime):
-        return round(timestamp.timestamp() * 1000)
+    datetime_module = sys.modules.get("datetime")  # loaded if the caller has a datetime
+    if datetime_module is not None and isinstance(timestamp, datetime_module.datetime):
+        return round(float(timestamp.timestamp()) * 1000)
     if isinstance(timestamp, bool) or not isinstance(timestamp, int | float):
         raise TypeError(
             "timestamp must be seconds since the epoch (int/float) or a datetime, "
@@ -352,6 +353,8 @@ class Run:
             raise ValueError(f"path={text!r} does not exist; write the artifact first")
         stem = os.path.splitext(os.path.basename(os.path.normpath(full)))[0]
         label = paths.check_artifact_name(stem if name is None else name)
+        from incluster.tracking import hashing  # hashlib costs import time; load on use
+
         digest = hashing.tree_hash(full) if os.path.isdir(full) else hashing.file_hash(full)
         stored = self._relative(full)
         record = {"k": "artifact", "n": label, "kind": kind_value.value, "path": stored}
@@ -374,6 +377,8 @@ class Run:
     def log_data_ref(self, data: object, data_name: str) -> str:
         """Record a stable content hash of ``data`` under ``data_name``; returns the hash."""
         check_name(data_name, argument="data_name")
+        from incluster.tracking import hashing
+
         digest = hashing.data_hash(data)
         head = '{"k":"data","n":' + _dumps(data_name) + ',"hash":' + _dumps(digest) + ',"t":'
         self._append_with_time(head, lambda: self._data_refs.__setitem__(data_name, digest))

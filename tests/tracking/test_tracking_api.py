@@ -228,3 +228,10 @@ def test_timestamps_are_ms_from_seconds_or_datetimes(run: Run) -> None:
     assert raw == [1700000000250, 1704164645678, 1700000001000]
     got = [r.timestamp for r in records(run) if isinstance(r, events.Metric)]
     assert got == [1700000000.25, 1704164645.678, 1700000001.0]
+
+
+def test_init_twice_returns_the_open_run(default_run: Run, tmp_path: Path) -> None:
+    assert tracking.init() is default_run
+    assert tracking.init(default_run.outputs_path) is default_run
+    with pytest.raises(ValueError, match="already open"):
+        tracking.init(tmp_path / "elsewhere")

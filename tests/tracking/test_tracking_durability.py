@@ -9,6 +9,7 @@ records alternate so that kills land inside writes of every size.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from incluster import read_events
 from incluster.tracking import events
-from tracking_helpers import ROOT, lines
+from tracking_helpers import ROOT
 
 CHILD = """
 import os, struct, sys
@@ -80,7 +81,11 @@ def test_every_acknowledged_record_survives_sigkill(tmp_path: Path) -> None:
     for trial in range(TRIALS):
         acked, path = _trial(tmp_path / f"t{trial}", rng.randint(1, 3000))
         assert acked == list(range(len(acked)))
-        lines(path)  # every line whole and valid JSON
+        complete, _, tail = path.read_bytes().rpartition(b"\n")
+        for line in complete.split(b"\n"):
+            json.loads(line)  # every complete line is a valid record
+        # Linux may cut a write that spans pages when SIGKILL lands mid-copy; only the
+        # call in flight (never acknowledged) can be cut, and the reader skips it.
         reader = read_events(path)
         seen: set[int] = set()
         for record in reader:
@@ -89,7 +94,7 @@ def test_every_acknowledged_record_survives_sigkill(tmp_path: Path) -> None:
                 seen.add(record.step)
             elif isinstance(record, events.Inputs):
                 seen.add(record.values["seq"])
-        assert reader.skipped == 0
+        assert reader.skipped == (1 if tail else 0)
         missing = set(acked) - seen
         assert not missing, f"trial {trial}: acknowledged but lost: {sorted(missing)[:5]}"
         # at most the one call in flight at the kill can be on disk without an ack

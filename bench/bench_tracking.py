@@ -7,7 +7,10 @@ in the same format (kind, name, value, step, ms timestamp; docs/tracking.md):
     durable per-call write can be in Python
   * ``tracking.log_metric`` (the module function users call) and ``Run.log_metric``.
 Rounds are interleaved and the best round of each is kept, so a noisy neighbour on the
-shared machine hurts every contender alike. Goals: >= 0.7x json.dumps, >= 0.65x f-string.
+shared machine hurts every contender alike. Rates are given by wall time and by the
+process's CPU time (user + system, which includes the write syscall): the goal is judged
+on wall time, and the CPU-time ratio, steadier on a machine shared with other jobs,
+corroborates it. Goals: >= 0.7x json.dumps, >= 0.65x f-string.
 """
 
 from __future__ import annotations
@@ -21,8 +24,8 @@ from collections.abc import Callable
 from incluster import tracking
 from incluster.tracking.events import Metric, read_events
 
-N = 60_000
-ROUNDS = 5
+N = 40_000
+ROUNDS = 9
 OPEN = os.O_WRONLY | os.O_APPEND | os.O_CREAT
 
 
@@ -40,10 +43,11 @@ def _fstring_loop(fd: int) -> None:
         write(fd, line.encode())
 
 
-def _timed(fn: Callable[[], None]) -> float:
-    started = time.perf_counter()
+def _timed(fn: Callable[[], None]) -> tuple[float, float]:
+    """(calls/s by wall time, calls/s by this process's CPU time)."""
+    wall, cpu = time.perf_counter(), time.process_time()
     fn()
-    return N / (time.perf_counter() - started)
+    return N / (time.perf_counter() - wall), N / max(time.process_time() - cpu, 1e-9)
 
 
 def main() -> None:
@@ -68,9 +72,12 @@ def main() -> None:
             "Run.log_metric": run_loop,
         }
         best = dict.fromkeys(contenders, 0.0)
+        best_cpu = dict.fromkeys(contenders, 0.0)
         for _ in range(ROUNDS):
             for name, fn in contenders.items():
-                best[name] = max(best[name], _timed(fn))
+                wall, cpu = _timed(fn)
+                best[name] = max(best[name], wall)
+                best_cpu[name] = max(best_cpu[name], cpu)
         tracking.end()
         for fd in fds.values():
             os.close(fd)
@@ -78,13 +85,18 @@ def main() -> None:
         points = sum(1 for r in read_events(run.events_path) if isinstance(r, Metric))
         per_point = os.path.getsize(run.events_path) / points
 
-    for name, rate in best.items():
-        print(f"   {name:<24} {rate / 1000:8.1f}k calls/s")
-    json_rate, fstr_rate = best["json.dumps + os.write"], best["f-string + os.write"]
-    rate = best["tracking.log_metric"]
-    print(f"   log_metric / json.dumps baseline: {rate / json_rate:.2f}x (goal >= 0.70x)")
-    print(f"   log_metric / f-string baseline:   {rate / fstr_rate:.2f}x (goal >= 0.65x)")
-    print(f"   bytes on disk per metric point:   {per_point:.1f} ({points} points)")
+    print(f"   {'calls/s (best of ' + str(ROUNDS) + ')':<24} {'wall':>9} {'CPU':>9}")
+    for name in contenders:
+        print(f"   {name:<24} {best[name] / 1000:8.1f}k {best_cpu[name] / 1000:8.1f}k")
+    for baseline, goal in (("json.dumps + os.write", 0.70), ("f-string + os.write", 0.65)):
+        wall = best["tracking.log_metric"] / best[baseline]
+        cpu = best_cpu["tracking.log_metric"] / best_cpu[baseline]
+        verdict = "ok" if wall >= goal else "BELOW GOAL"
+        print(
+            f"   log_metric / {baseline + ':':<22} {wall:.2f}x wall, {cpu:.2f}x CPU "
+            f"(goal >= {goal:.2f}x: {verdict})"
+        )
+    print(f"   bytes on disk per metric point: {per_point:.1f} ({points} points)")
 
 
 if __name__ == "__main__":

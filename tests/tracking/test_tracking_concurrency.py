@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 
+import pytest
 from incluster import read_events
 from incluster.tracking import events
 from incluster.tracking.run import Run
@@ -49,3 +50,24 @@ def test_threads_lose_nothing(run: Run) -> None:
     summary = run.summary()
     assert summary["inputs"] == {f"thread{n}": n for n in range(THREADS)}
     assert summary["metrics"]["t0"] == {"value": (PER_THREAD - 1) * 0.5, "step": PER_THREAD - 1}
+
+
+@pytest.mark.timeout(30)  # a non-reentrant lock deadlocks here
+def test_a_signal_handler_can_log_and_end_mid_write(run: Run) -> None:
+    """SIGTERM handlers run in the main thread between bytecodes, maybe inside the lock."""
+    import signal
+
+    def on_term(signum: int, frame: object) -> None:
+        run.log_metric("terminated", 1, step=7)
+        run.end("terminated")
+
+    previous = signal.signal(signal.SIGUSR1, on_term)
+    try:
+        with run._lock:  # where the handler would land during a write
+            signal.raise_signal(signal.SIGUSR1)
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    got = list(read_events(run.events_path))
+    assert got[-2] == events.Metric("worker-3", "terminated", 1, 7, got[-2].timestamp)
+    assert isinstance(got[-1], events.RunEnded)
+    assert got[-1].status == "terminated"

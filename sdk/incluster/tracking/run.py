@@ -52,7 +52,7 @@ _LIVE_RUNS: weakref.WeakSet[Run] = weakref.WeakSet()
 def _reset_locks_after_fork() -> None:
     # A lock held by another thread at fork time would never be released in the child.
     for run in list(_LIVE_RUNS):
-        run._lock = threading.Lock()
+        run._lock = threading.RLock()
 
 
 os.register_at_fork(after_in_child=_reset_locks_after_fork)
@@ -71,18 +71,16 @@ def check_name(name: object, argument: str = "name") -> str:
     return name
 
 
-def metric_value(value: object, argument: str = "value") -> tuple[float | int, str]:
-    """A metric value and its JSON text; NaN and +-inf become the strings of the format.
+def metric_json(value: object, argument: str = "value") -> str:
+    """The JSON text of a metric value; NaN and +-inf become the strings of the format.
 
     Accepts anything real-valued with ``__float__`` (numpy scalars, 0-d tensors,
     Decimal, Fraction); rejects bools (almost always a bug) and strings.
     """
     if isinstance(value, (bool, str | bytes)) or value is None:
         raise TypeError(f"{argument} must be a real number, got {type(value).__name__} {value!r}")
-    if type(value) is int:
-        return value, _int_repr(value)
     if isinstance(value, int):
-        return int(value), _int_repr(int(value))
+        return _int_repr(int(value))
     if isinstance(value, complex) or not hasattr(type(value), "__float__"):
         raise TypeError(f"{argument} must be a real number, got {type(value).__name__} {value!r}")
     try:
@@ -92,7 +90,7 @@ def metric_value(value: object, argument: str = "value") -> tuple[float | int, s
             f"{argument} must be a real number, got {type(value).__name__}: {exc}"
         ) from None
     text = _float_repr(number)
-    return number, _NONFINITE.get(text, text)
+    return _NONFINITE.get(text, text)
 
 
 def metric_step(step: object) -> str:
@@ -163,7 +161,9 @@ class Run:
         self.task_index = task_index
         #: Records that could not be written (full disk, read-only dir, ended run).
         self.dropped = 0
-        self._lock = threading.Lock()
+        # Re-entrant: a signal handler (SIGTERM from the kubelet) that logs or ends the
+        # run may interrupt the main thread inside the lock; a plain Lock would deadlock.
+        self._lock = threading.RLock()
         self._prefixes: dict[str, str] = {}
         #: metric name -> its latest line: one store per call, parsed only by summary().
         self._latest: dict[str, bytes] = {}
@@ -255,7 +255,7 @@ class Run:
             if value - value != 0.0:
                 v = _NONFINITE[_float_repr(value)]
         elif type(value) is not int:
-            v = metric_value(value)[1]
+            v = metric_json(value)
         s: object = step
         if step is None:
             s = "null"
@@ -284,7 +284,7 @@ class Run:
         t = event_time(timestamp)
         lines = {}
         for name, raw in metrics.items():
-            text = metric_value(raw, argument=f"metric {name!r}")[1]
+            text = metric_json(raw, argument=f"metric {name!r}")
             prefix = self._prefixes.get(name) or self._metric_prefix(name)
             lines[name] = f'{prefix}{text},"s":{s},"t":{t}}}\n'.encode()
         data = b"".join(lines.values())

@@ -80,3 +80,14 @@ def test_outputs_under_a_file_warns_and_continues(tmp_path: Path) -> None:
         run.end()
     assert len(caught) == 1
     assert run.dropped == 3  # start, metric, end
+
+
+def test_warnings_as_errors_still_never_raise(tmp_path: Path) -> None:
+    (tmp_path / "events" / "master-0.jsonl").mkdir(parents=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        run = Run(tmp_path, register_atexit=False)
+        run.log_metric("x", 1.0)
+        run.log_metrics(step=1, y=2.0)
+        run.end()
+    assert run.dropped == 4  # start, x, y, end

@@ -52,7 +52,7 @@ _LIVE_RUNS: weakref.WeakSet[Run] = weakref.WeakSet()
 def _reset_locks_after_fork() -> None:
     # A lock held by another thread at fork time would never be released in the child.
     for run in list(_LIVE_RUNS):
-        run._lock = threading.RLock()
+        run._set_lock(threading.RLock())
 
 
 os.register_at_fork(after_in_child=_reset_locks_after_fork)
@@ -163,7 +163,7 @@ class Run:
         self.dropped = 0
         # Re-entrant: a signal handler (SIGTERM from the kubelet) that logs or ends the
         # run may interrupt the main thread inside the lock; a plain Lock would deadlock.
-        self._lock = threading.RLock()
+        self._set_lock(threading.RLock())
         self._prefixes: dict[str, str] = {}
         #: metric name -> its latest line: one store per call, parsed only by summary().
         self._latest: dict[str, bytes] = {}
@@ -189,6 +189,12 @@ class Run:
             atexit.register(self.end)
         _LIVE_RUNS.add(self)
 
+    def _set_lock(self, lock: threading.RLock) -> None:
+        self._lock = lock
+        # pre-bound for the hot path: two calls are cheaper than a ``with`` statement
+        self._acquire = lock.acquire
+        self._release = lock.release
+
     # --- storage -----------------------------------------------------------------------
     def _open(self) -> int:
         try:
@@ -204,12 +210,14 @@ class Run:
         if not self._warned:
             self._warned = True
             reason = "the run has ended (call init() again)" if self._ended else str(exc)
-            warnings.warn(
-                f"incluster tracking cannot write {self.events_path}: {reason}; "
-                "training continues, further records are dropped and counted in run.dropped",
-                RuntimeWarning,
-                stacklevel=4,
-            )
+            # Even a warnings filter set to "error" must not stop the training loop.
+            with contextlib.suppress(Exception):
+                warnings.warn(
+                    f"incluster tracking cannot write {self.events_path}: {reason}; training "
+                    "continues, further records are dropped and counted in run.dropped",
+                    RuntimeWarning,
+                    stacklevel=4,
+                )
 
     def _short_write(self, data: bytes, written: int, count: int) -> None:
         """Finish a partial write, or cut it off so that no half line stays on disk."""
@@ -263,16 +271,17 @@ class Run:
             s = metric_step(step)
         t = _time_ns() // 1_000_000 if timestamp is None else event_time(timestamp)
         data = f'{prefix}{v},"s":{s},"t":{t}}}\n'.encode()
-        with self._lock:
-            try:
-                written = _write(self._fd, data)
-            except OSError as exc:
-                self._drop(exc, 1)
-            else:
-                if written != len(data):
-                    self._short_write(data, written, 1)
+        self._acquire()
+        try:
+            written = _write(self._fd, data)
+            if written != len(data):
+                self._short_write(data, written, 1)
+        except OSError as exc:
+            self._drop(exc, 1)
+        finally:
             self._latest[name] = data
             self._version += 1
+            self._release()
 
     def log_metrics(
         self, step: int | None = None, timestamp: object = None, **metrics: Any

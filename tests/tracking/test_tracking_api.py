@@ -235,3 +235,38 @@ def test_init_twice_returns_the_open_run(default_run: Run, tmp_path: Path) -> No
     assert tracking.init(default_run.outputs_path) is default_run
     with pytest.raises(ValueError, match="already open"):
         tracking.init(tmp_path / "elsewhere")
+
+
+def test_artifact_names_may_nest(run: Run) -> None:
+    path = run.get_outputs_path("ckpt/3.pt")
+    Path(path).write_bytes(b"w")
+    assert run.log_artifact_ref(path, "checkpoint", name="checkpoints/epoch-3")["name"] == (
+        "checkpoints/epoch-3"
+    )
+
+
+def test_a_forked_child_does_not_end_the_parents_run(run: Run) -> None:
+    import os
+
+    run.log_metric("before", 1.0)
+    pid = os.fork()
+    if pid == 0:  # child: log one point, then exit through atexit-like end()
+        code = 0
+        try:
+            run.log_metric("child", 2.0)
+            run.end()
+        except BaseException:
+            code = 1
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    run.log_metric("after", 3.0)
+    run.end()
+    kinds = [(type(r).__name__, getattr(r, "name", "")) for r in records(run)]
+    assert kinds == [
+        ("RunStarted", ""),
+        ("Metric", "before"),
+        ("Metric", "child"),
+        ("Metric", "after"),
+        ("RunEnded", ""),
+    ]

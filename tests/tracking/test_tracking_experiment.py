@@ -78,6 +78,7 @@ def test_log_output_and_log_outputs_copy_into_the_store(run: Run, tmp_path: Path
     assert ref["path"] == "model.bin"
     assert ref["name"] == "model"
     assert sorted(r["path"] for r in refs) == ["a.txt", "sub/b.txt"]
+    assert sorted(r["name"] for r in refs) == ["a.txt", "sub/b.txt"]
     leftovers = [p for p in out.rglob("*") if p.name.startswith(".incluster-")]
     assert leftovers == []
     stored = [r for r in read_events(run.events_path) if isinstance(r, events.ArtifactRef)]

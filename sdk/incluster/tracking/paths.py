@@ -72,12 +72,18 @@ def inside(root: str, name: str | os.PathLike[str], *, argument: str) -> str:
 
 
 def check_artifact_name(name: object) -> str:
-    """An artifact name is a label, not a path: no separators, no dot-only names."""
+    """An artifact name is a relative, normalised, '/'-separated label.
+
+    Names may nest (``checkpoints/epoch-3``) because a store may one day keep artifacts
+    under their names, so anything that could leave a directory is refused: absolute
+    names, ``.``/``..`` or empty components, backslashes and NUL.
+    """
     if not isinstance(name, str):
         raise TypeError(f"name must be a str, got {type(name).__name__}")
-    if not name or name in {".", ".."} or "/" in name or "\\" in name or "\x00" in name:
+    parts = name.split("/")
+    if not name or "\\" in name or "\x00" in name or any(part in {"", ".", ".."} for part in parts):
         raise ValueError(
-            f"name={name!r} is not a valid artifact name: it must be non-empty and contain "
-            "no '/' or '\\' (artifact names never become paths)"
+            f"name={name!r} is not a valid artifact name: use a relative name such as "
+            "'model' or 'checkpoints/epoch-3' (no leading '/', no '.' or '..' parts, no '\\')"
         )
     return name

@@ -173,6 +173,7 @@ class Run:
         self._artifacts: dict[str, dict[str, Any]] = {}
         self._data_refs: dict[str, str] = {}
         self._version = 0
+        self._pid = os.getpid()
         self._warned = False
         self._ended = False
         self._fd = self._open()
@@ -435,9 +436,19 @@ class Run:
         return self._ended
 
     def end(self, status: str = "succeeded") -> None:
-        """Write the end record, fsync and close. Idempotent; also runs at exit."""
+        """Write the end record, fsync and close. Idempotent; also runs at exit.
+
+        In a forked child (which inherits the run, its file and its atexit hook) this only
+        closes the child's copy of the descriptor: the run belongs to the parent.
+        """
         with self._lock:
             if self._ended:
+                return
+            if os.getpid() != self._pid:
+                self._ended = True
+                fd, self._fd = self._fd, -1
+                if fd >= 0:
+                    os.close(fd)
                 return
             end = {"k": "run", "event": "end", "status": status, "dropped": self.dropped}
             self._append((_dumps({**end, "t": now_ms()}) + "\n").encode(), 1)

@@ -43,7 +43,8 @@ _float_repr = float.__repr__
 _int_repr = int.__repr__
 _write = os.write
 _NONFINITE = {"nan": '"NaN"', "inf": '"Infinity"', "-inf": '"-Infinity"'}
-_OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+# O_RDWR only so that _open can look at the last byte a previous process left.
+_OPEN_FLAGS = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
 
 
 _LIVE_RUNS: weakref.WeakSet[Run] = weakref.WeakSet()
@@ -198,12 +199,23 @@ class Run:
 
     # --- storage -----------------------------------------------------------------------
     def _open(self) -> int:
+        """Open the event file for appending, ending a line a killed process left cut.
+
+        Without that newline, a restarted replica's first record would be glued to the
+        fragment and both would be lost to the reader.
+        """
         try:
             os.makedirs(os.path.dirname(self.events_path), exist_ok=True)
-            return os.open(self.events_path, _OPEN_FLAGS, 0o644)
+            fd = os.open(self.events_path, _OPEN_FLAGS, 0o644)
         except OSError as exc:
             self._drop(exc, 0)
             return -1
+        # On a full disk this fails too; appending is still worth trying, so carry on.
+        with contextlib.suppress(OSError):
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                os.write(fd, b"\n")
+        return fd
 
     def _drop(self, exc: BaseException | str, count: int) -> None:
         """Count lost records and warn once: training goes on without its metrics."""

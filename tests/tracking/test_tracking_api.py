@@ -270,3 +270,10 @@ def test_a_forked_child_does_not_end_the_parents_run(run: Run) -> None:
         ("Metric", "after"),
         ("RunEnded", ""),
     ]
+
+
+def test_summary_keeps_what_was_logged(run: Run) -> None:
+    layers = [64, 32]
+    run.log_inputs(layers=layers)
+    layers.append(16)  # the caller keeps mutating its own object
+    assert run.summary()["inputs"] == {"layers": [64, 32]}

@@ -28,7 +28,7 @@ import sys
 import threading
 import warnings
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from time import time_ns as _time_ns
 from types import TracebackType
 from typing import Any
@@ -320,17 +320,25 @@ class Run:
         """Hyperparameters and other inputs (merged into the summary's ``inputs``)."""
         if not params:
             raise ValueError("log_inputs needs at least one name=value input")
-        line = '{"k":"inputs","values":' + _json_values(params, "log_inputs") + ',"t":'
-        self._append_with_time(line, lambda: self._inputs.update(params))
+        values = _json_values(params, "log_inputs")
+        # the summary keeps what was logged, not the caller's objects mutated later
+        self._append_with_time(
+            '{"k":"inputs","values":' + values + ',"t":',
+            lambda: self._inputs.update(json.loads(values)),
+        )
 
     def log_outputs(self, **results: Any) -> None:
         """Final results (merged into the summary's ``outputs``)."""
         if not results:
             raise ValueError("log_outputs needs at least one name=value result")
-        line = '{"k":"outputs","values":' + _json_values(results, "log_outputs") + ',"t":'
-        self._append_with_time(line, lambda: self._outputs.update(results))
+        values = _json_values(results, "log_outputs")
+        self._append_with_time(
+            '{"k":"outputs","values":' + values + ',"t":',
+            lambda: self._outputs.update(json.loads(values)),
+        )
 
-    def _append_with_time(self, head: str, update: Any) -> None:
+    def _append_with_time(self, head: str, update: Callable[[], None]) -> None:
+        """Finish a record's line with the time, write it and update the summary."""
         data = f"{head}{now_ms()}}}\n".encode()
         with self._lock:
             self._append(data, 1)

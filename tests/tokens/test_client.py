@@ -180,5 +180,5 @@ def test_https_without_the_projected_ca_is_a_clear_error(pod_context, monkeypatc
     monkeypatch.delenv(contract.ENV_API_URL)
     monkeypatch.setenv(contract.ENV_KUBERNETES_SERVICE_HOST, "127.0.0.1")
     (pod_context / contract.DIR_TOKEN / contract.FILE_CA).unlink()
-    with pytest.raises(TokenFileError, match="kube-root-ca.crt"):
+    with pytest.raises(TokenFileError, match=r"kube-root-ca\.crt"):
         Client().get_experiment()

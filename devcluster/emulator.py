@@ -431,6 +431,10 @@ class Emulator(kmock.KubernetesEmulator):
             raise api_error(404, "NotFound", "the server could not find the requested resource")
         method, name, sub = raw.method, parsed.name, parsed.subresource
         params = request.params
+        if params.get("dryRun") and method in ("PUT", "PATCH", "DELETE"):
+            raise api_error(
+                400, "BadRequest", "dryRun is emulated for create only; drop --dry-run=server"
+            )
         if sub is not None:
             return self._serve_subresource(request, key, info, parsed)
         if method == "GET" and params.get("watch") in ("true", "1"):
@@ -984,8 +988,12 @@ class Emulator(kmock.KubernetesEmulator):
             for key, objects in list(self._store.items()):
                 for obj in list(objects.values()):
                     owners = obj["metadata"].get("ownerReferences") or []
-                    if any(owner.get("uid") == uid for owner in owners):
+                    if not any(owner.get("uid") == uid for owner in owners):
+                        continue
+                    try:
                         self._delete_object(key, obj, None)
+                    except Exception:  # one bad object must not stop the collector
+                        logger.exception("devcluster GC failed to delete %s", obj["metadata"])
 
     def _token(self, namespace: str, name: str, body: Any) -> dict[str, Any]:
         """TokenRequest: an opaque token bound to a ServiceAccount and optionally an object."""

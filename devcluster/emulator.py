@@ -273,6 +273,17 @@ class Emulator(kmock.KubernetesEmulator):
         obj = self._store.get(key, {}).get((namespace, name))
         return copy.deepcopy(obj) if obj is not None else None
 
+    def seed(
+        self, resource: str, body: Mapping[str, Any], namespace: str | None = None
+    ) -> dict[str, Any]:
+        """Create an object as a POST would (same rules and events), from the loop's thread."""
+        ref = kmock.resource(resource)
+        key = (ref.group or "", ref.version or "", ref.plural or "")
+        info = self._info(key)
+        if info is None:
+            raise ValueError(f"resource {resource!r} is not served; apply its CRD first")
+        return copy.deepcopy(self._create(key, info, namespace, dict(body), {}))
+
     def stored_list(self, resource: str, namespace: str | None = None) -> list[dict[str, Any]]:
         ref = kmock.resource(resource)
         key = (ref.group or "", ref.version or "", ref.plural or "")
@@ -717,6 +728,8 @@ class Emulator(kmock.KubernetesEmulator):
             obj = self._register_crd(obj)
         if key == ("", "v1", "namespaces"):
             obj["status"] = {"phase": "Active"}
+        if key == ("", "v1", "pods"):
+            obj["status"] = {"phase": "Pending"}  # as the apiserver does; no kubelet here
         if params.get("dryRun"):
             return obj
         created = self._commit(key, "ADDED", obj, None)

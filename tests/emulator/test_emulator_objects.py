@@ -160,6 +160,7 @@ def test_strategic_merge_patch_merges_lists_by_key_and_deletes(cluster: Cluster)
         }
     }
     patched = core.patch_namespaced_pod("smp", cluster.namespace, patch)
+    assert patched.status.phase == "Pending"
     containers = patched.spec.containers
     assert [c.name for c in containers] == ["main"]
     assert containers[0].image == "a"

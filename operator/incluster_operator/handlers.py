@@ -55,6 +55,8 @@ logger = logging.getLogger(__name__)
 FINALIZER: Final = "incluster.dev/operator"
 #: Look again at least this often even without events (a safety net for lost events).
 RESYNC_SECONDS: Final = 60.0
+#: After a pod event, wait this long for more before looking (bursts become one look).
+DEBOUNCE_SECONDS: Final = 0.05
 #: Backoff after a failed API call: doubles from the first value up to the second.
 RETRY_SECONDS: Final = (0.2, 30.0)
 #: How often the token timer looks at an experiment's token (refreshes happen far less often:
@@ -122,18 +124,17 @@ def access_objects(spec: ExperimentSpec, meta: ExperimentMeta) -> tuple[dict[str
 
 
 def with_token_files(pod: dict[str, Any], experiment: str) -> dict[str, Any]:
-    """The pod with the token and CA projected into its context volume.
+    """The pod with the token and the CA added to its projected context volume.
 
-    One projected volume (context ConfigMap + token Secret + CA) instead of a second
-    volume mounted inside the first: the kubelet mounts ConfigMap volumes read-only, so
-    it could not create the nested mount point.
+    One projected volume instead of a second volume mounted inside the first: the
+    kubelet mounts ConfigMap volumes read-only, so it could not create a nested mount
+    point. The files appear under ``<context dir>/token/``, where the SDK looks.
     """
-    volumes = pod["spec"]["volumes"]
-    for i, volume in enumerate(volumes):
-        if volume.get("name") == names.VOLUME_CONTEXT and "configMap" in volume:
-            sources = [{"configMap": volume["configMap"]}, *access.token_sources(experiment)]
-            volumes[i] = {"name": names.VOLUME_CONTEXT, "projected": {"sources": sources}}
-    return pod
+    for volume in pod["spec"]["volumes"]:
+        if volume.get("name") == names.VOLUME_CONTEXT:
+            volume["projected"]["sources"].extend(access.token_sources(experiment))
+            return pod
+    raise AssertionError(f"the render gave pod {pod['metadata']['name']} no context volume")
 
 
 def desired(body: Mapping[str, Any], settings: Settings) -> Desired:
@@ -272,6 +273,9 @@ def reconcile(runtime: Runtime, namespace: str, name: str, progress: Progress) -
             # Revoke first: should the status write fail, the next round revokes again.
             tokens.revoke(api.client, namespace, name)
         k8s.apply(api, meta, decision, current, pods, admitted.render, now)
+        if decision.create:
+            # Pod events skip ADDED (see pod_event): count the new pods in the status now.
+            return Step(done=False, requeue_after=0.0)
     except (k8s.ChildConflict, k8s.Rejected) as problem:
         reason = "ChildConflict" if isinstance(problem, k8s.ChildConflict) else "PodRejected"
         if isinstance(problem, k8s.Rejected) or problem.kind == "Pod":
@@ -378,14 +382,25 @@ async def experiment_loop(
                 return
             timeout = RESYNC_SECONDS if step.requeue_after is None else step.requeue_after
             await _wait(wake, min(timeout, RESYNC_SECONDS))
+            if wake.is_set():
+                # Pods change in bursts (a gang starting, a node lost): one look for all.
+                await asyncio.sleep(DEBOUNCE_SECONDS)
     finally:
         if runtime.wakeups.get(key) is wake:
             del runtime.wakeups[key]
 
 
 @kopf.on.event("v1", "pods", labels={names.LABEL_EXPERIMENT: kopf.PRESENT})
-async def pod_event(namespace: str | None, labels: Mapping[str, str], memo: Any, **_: Any) -> None:
-    """Wake the owning experiment's loop; the loop reads the pods itself."""
+async def pod_event(
+    type: str | None, namespace: str | None, labels: Mapping[str, str], memo: Any, **_: Any
+) -> None:
+    """Wake the owning experiment's loop on a pod change; the loop reads the pods itself.
+
+    ADDED is skipped: the loop looks again right after creating pods, and after a
+    (re)start it lists them anyway; the resync catches a pod created by someone else.
+    """
+    if type == "ADDED":
+        return
     runtime: Runtime | None = memo.get("runtime")
     key = (namespace or "", labels[names.LABEL_EXPERIMENT])
     wake = runtime.wakeups.get(key) if runtime else None

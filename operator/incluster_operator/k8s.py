@@ -19,6 +19,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -38,6 +39,8 @@ logger = logging.getLogger(__name__)
 COMPONENT = "incluster-operator"
 #: Connections kept open to the API server; the handlers run in a small thread pool.
 POOL_SIZE = 16
+#: Pod creates in flight per experiment.
+CREATE_CONCURRENCY = 8
 
 
 class ChildConflict(Exception):
@@ -308,8 +311,16 @@ def apply_pods(
     }
     for name in decision.delete:
         delete_pod(api, meta.namespace, name, uids.get(name))
-    for task_type, index in decision.create:
-        ensure(api, render(task_type, index), meta.uid)
+    manifests = [render(task_type, index) for task_type, index in decision.create]
+    if len(manifests) <= 1:
+        for manifest in manifests:
+            ensure(api, manifest, meta.uid)
+        return
+    # Creates are latency-bound: keep a few in flight (the Job controller batches too).
+    with ThreadPoolExecutor(min(CREATE_CONCURRENCY, len(manifests))) as pool:
+        futures = [pool.submit(ensure, api, manifest, meta.uid) for manifest in manifests]
+    for future in futures:
+        future.result()  # the first failure, after every create has been tried
 
 
 def apply(

@@ -8,7 +8,6 @@ their own (fault injection and request counts filter on them).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,18 +15,11 @@ import kubernetes
 import pytest
 from incluster_operator import k8s
 from incluster_operator.settings import Settings
-from operator_e2e_harness import Kube, OperatorThread, new_namespace
+from operator_e2e_harness import Kube, OperatorThread, Running, new_namespace
 
-from devcluster.testing import Cluster, cluster, wait_for
+from devcluster.testing import cluster, wait_for
 
 CRD = Path(__file__).resolve().parents[2] / "crds" / "experiments.incluster.dev.yaml"
-
-
-@dataclass
-class Running:
-    cluster: Cluster
-    operator: OperatorThread
-    client: Any
 
 
 def _crd_served(client: Any) -> bool:

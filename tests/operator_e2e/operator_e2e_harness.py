@@ -75,6 +75,15 @@ class OperatorThread:
             self.start()
 
 
+@dataclass
+class Running:
+    """A module's emulator and operator (the ``running`` fixture)."""
+
+    cluster: Cluster
+    operator: OperatorThread
+    client: Any
+
+
 def container(name: str = "main") -> dict[str, Any]:
     return {"name": name, "image": "python:3.11-slim", "command": ["python", "-c", "pass"]}
 

@@ -90,6 +90,7 @@ def test_invalid_spec_fails_once_without_children_or_retries(kube: Kube) -> None
     ).items
     status_writes = kube.calls("patch", f"{PLURAL}/status", "bad")
     assert status_writes == 1, "one status write, no retry loop"
+    wait_for(lambda: kube.events("bad"), message="the InvalidSpec event")
     assert [r for _, r, _ in kube.events("bad")] == ["InvalidSpec"]
     assert "kopf" not in str(kube.get("bad")["status"])
 

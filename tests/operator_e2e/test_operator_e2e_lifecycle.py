@@ -77,8 +77,11 @@ def test_pod_phases_drive_the_status_and_events(kube: Kube) -> None:
         ),
         message="token secret deleted",
     )
-    reasons = [reason for _, reason, _ in kube.events("run")]
-    assert reasons == ["ExperimentPending", "ExperimentRunning", "ExperimentSucceeded"]
+    expected = ["ExperimentPending", "ExperimentRunning", "ExperimentSucceeded"]
+    wait_for(
+        lambda: [reason for _, reason, _ in kube.events("run")] == expected,
+        message="one Event per transition",
+    )
 
 
 def test_without_master_worker_zero_decides(kube: Kube) -> None:

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import Running
-from operator_e2e_harness import Kube, experiment, replica
+from operator_e2e_harness import Kube, Running, experiment, replica
 
 from devcluster.testing import wait_for
 
@@ -46,7 +45,10 @@ def test_restart_of_a_finished_experiment_changes_nothing(kube: Kube, running: R
     kube.wait_pods("fin", 1)
     kube.set_pod("fin-master-0", "Succeeded")
     kube.wait_phase("fin", "Succeeded")
-    events = kube.events("fin")
+    events = wait_for(
+        lambda: (found := kube.events("fin")) and found[-1][1] == "ExperimentSucceeded" and found,
+        message="the ExperimentSucceeded event",
+    )
     with running.operator.stopped():
         pass
     # A later experiment reaching Pending shows the restarted operator is past "fin".

@@ -11,7 +11,7 @@ requests the operator really sends: add a verb here only with the code that uses
 # operator create a Role only with permissions it holds itself.
 - apiGroups: [incluster.dev]
   resources: [experiments]
-  verbs: [get, list, watch, patch]
+  verbs: [get, list, watch, patch, delete]
 - apiGroups: [incluster.dev]
   resources: [experiments/status]
   verbs: [get, patch]

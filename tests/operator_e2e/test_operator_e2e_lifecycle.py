@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import base64
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import kopf
 import pytest
+from incluster_operator import handlers, k8s
 from incluster_operator.api import names
 from incluster_operator.render import access
-from operator_e2e_harness import Kube, experiment, replica
+from incluster_operator.settings import Settings
+from operator_e2e_harness import Kube, Running, experiment, replica
 
 from devcluster.testing import wait_for
 
@@ -148,3 +152,38 @@ def test_kubectl_apply_example_and_get_xp(kube: Kube) -> None:
         "--namespace", kube.namespace, "get", "xp", "single", "-o", "jsonpath={.status.phase}"
     ).stdout
     assert one == "Running"
+
+
+def test_the_token_timer_replaces_a_token_that_is_due(kube: Kube, running: Running) -> None:
+    kube.create(experiment("tok", {"master": replica()}))
+    kube.wait_pods("tok", 1)
+    secret_name = access.access_names("tok").secret
+    first = kube.core.read_namespaced_secret(secret_name, kube.namespace)
+    # Age the stored token: issued long ago, expiring in a minute (due for refresh).
+    kube.core.patch_namespaced_secret(
+        secret_name,
+        kube.namespace,
+        {
+            "metadata": {
+                "annotations": {
+                    access.ANNOTATION_ISSUED_AT: "2020-01-01T00:00:00Z",
+                    access.ANNOTATION_EXPIRES_AT: (
+                        datetime.now(UTC) + timedelta(minutes=1)
+                    ).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                }
+            }
+        },
+    )
+    configuration = k8s.load_configuration({"KUBECONFIG": str(running.cluster.kubeconfig)})
+    runtime = handlers.Runtime(api=k8s.connect(configuration), settings=Settings())
+    try:
+        # What kopf's timer calls every TOKEN_CHECK_SECONDS.
+        handlers.refresh_token(
+            namespace=kube.namespace, name="tok", memo=kopf.Memo(runtime=runtime)
+        )
+    finally:
+        runtime.api.close()
+    second = kube.core.read_namespaced_secret(secret_name, kube.namespace)
+    assert second.data[access.SECRET_KEY_TOKEN] != first.data[access.SECRET_KEY_TOKEN]
+    issued = second.metadata.annotations[access.ANNOTATION_ISSUED_AT]
+    assert issued > "2020-01-01T00:00:00Z"

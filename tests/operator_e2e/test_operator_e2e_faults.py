@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import kmock
 import pytest
+from incluster_operator.render import access
 from operator_e2e_harness import Kube, experiment, replica
 
 pytestmark = pytest.mark.cluster
@@ -36,3 +37,23 @@ def test_injected_server_errors_are_retried(kube: Kube) -> None:
     kube.set_pods("e500", "Running")
     kube.wait_phase("e500", "Running")
     assert kube.calls("create", "pods") == 4  # two refused, two stored
+
+
+def test_a_pod_the_api_server_rejects_fails_the_experiment(kube: Kube) -> None:
+    emulator = kube.cluster.emulator
+    invalid = kmock.KubernetesError(
+        status=422, reason="Invalid", message='Pod "rej-master-0" is invalid: spec.containers'
+    )
+    ns = kmock.namespace(kube.namespace)
+    kube.cluster.call(lambda: emulator["create v1/pods", ns] << invalid)
+    kube.create(experiment("rej", {"master": replica()}))
+    kube.wait_phase("rej", "Failed")
+    failed = kube.condition("rej", "Failed")
+    assert failed is not None
+    assert failed["reason"] == "PodRejected"
+    assert "spec.containers" in failed["message"]
+    assert kube.calls("create", "pods") == 1  # a spec problem: not retried
+    secret = access.access_names("rej").secret
+    assert secret not in {
+        s.metadata.name for s in kube.core.list_namespaced_secret(kube.namespace).items
+    }

@@ -103,6 +103,18 @@ def test_without_master_worker_zero_decides(kube: Kube) -> None:
     assert len(kube.pods("w0")) == 2  # cleanPodPolicy None keeps every pod
 
 
+def test_clean_pod_policy_all_deletes_finished_pods_too(kube: Kube) -> None:
+    kube.create(
+        experiment("all", {"master": replica(), "worker": replica(1)}, cleanPodPolicy="All")
+    )
+    kube.wait_pods("all", 2)
+    kube.set_pod("all-worker-0", "Succeeded")
+    kube.set_pod("all-master-0", "Succeeded")
+    kube.wait_phase("all", "Succeeded")
+    wait_for(lambda: not kube.pods("all"), message="every pod deleted")
+    assert kube.status("all")["replicaStatuses"]["worker"]["succeeded"] == 1
+
+
 def test_all_workers_policy_waits_for_every_worker(kube: Kube) -> None:
     kube.create(
         experiment("aw", {"chief": replica(), "worker": replica(2)}, successPolicy="allWorkers")

@@ -125,24 +125,39 @@ def _reason(exc: ApiException) -> str:
 # -- children: create, or adopt what an earlier run of the operator created ------------------
 
 
-def _verbs(api: Api, kind: str) -> tuple[Any, Any]:
-    """The create and read calls of one child kind (bodies are plain dicts, not models)."""
-    table: dict[str, tuple[Any, Any]] = {
-        "Pod": (api.core.create_namespaced_pod, api.core.read_namespaced_pod),
-        "Service": (api.core.create_namespaced_service, api.core.read_namespaced_service),
-        "ConfigMap": (api.core.create_namespaced_config_map, api.core.read_namespaced_config_map),
-        "Secret": (api.core.create_namespaced_secret, api.core.read_namespaced_secret),
-        "ServiceAccount": (
-            api.core.create_namespaced_service_account,
-            api.core.read_namespaced_service_account,
-        ),
-        "Role": (api.rbac.create_namespaced_role, api.rbac.read_namespaced_role),
-        "RoleBinding": (
-            api.rbac.create_namespaced_role_binding,
-            api.rbac.read_namespaced_role_binding,
-        ),
-    }
-    return table[kind]
+#: Where each child kind lives: its namespaced collection.
+COLLECTIONS = {
+    "Pod": "/api/v1/namespaces/{namespace}/pods",
+    "Service": "/api/v1/namespaces/{namespace}/services",
+    "ConfigMap": "/api/v1/namespaces/{namespace}/configmaps",
+    "Secret": "/api/v1/namespaces/{namespace}/secrets",
+    "ServiceAccount": "/api/v1/namespaces/{namespace}/serviceaccounts",
+    "Role": "/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/roles",
+    "RoleBinding": "/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/rolebindings",
+}
+
+
+def _request(api: Api, method: str, path: str, body: Any = None) -> dict[str, Any]:
+    """One call with a plain JSON body, judged by the API server alone.
+
+    The client's typed methods validate bodies against its own models first and refuse
+    any field they do not know: a pod template using a field newer than the client (or
+    misspelt) would raise a pydantic error instead of the API server's answer, and the
+    API server is what decides (and names the field) in a real cluster.
+    """
+    client: Any = api.client
+    serialized = client.param_serialize(
+        method=method,
+        resource_path=path,
+        header_params={"Accept": "application/json", "Content-Type": "application/json"},
+        body=body,
+        auth_settings=["BearerToken"],
+    )
+    response = client.call_api(*serialized)
+    response.read()
+    if not 200 <= response.status <= 299:
+        raise ApiException(http_resp=response)
+    return _json(response)
 
 
 def owned_by(obj: Mapping[str, Any], owner_uid: str) -> bool:
@@ -161,9 +176,9 @@ def ensure(api: Api, obj: Mapping[str, Any], owner_uid: str) -> bool:
     """
     metadata = obj["metadata"]
     namespace, name, kind = metadata["namespace"], metadata["name"], obj["kind"]
-    create, read = _verbs(api, kind)
+    collection = COLLECTIONS[kind].format(namespace=namespace)
     try:
-        create(namespace, dict(obj), _preload_content=False)
+        _request(api, "POST", collection, dict(obj))
     except ApiException as exc:
         if exc.status in (400, 422):
             raise Rejected(f"the API server rejected {kind} {name}: {_reason(exc)}") from None
@@ -173,7 +188,7 @@ def ensure(api: Api, obj: Mapping[str, Any], owner_uid: str) -> bool:
         return True
     # 409 AlreadyExists. A read that finds nothing means the object is being deleted (or an
     # injected error lied): the ApiException makes the caller retry later.
-    existing = _json(read(name, namespace, _preload_content=False))
+    existing = _request(api, "GET", f"{collection}/{name}")
     if not owned_by(existing, owner_uid):
         raise ChildConflict(
             kind,

@@ -199,3 +199,15 @@ def test_the_token_timer_replaces_a_token_that_is_due(kube: Kube, running: Runni
     assert second.data[access.SECRET_KEY_TOKEN] != first.data[access.SECRET_KEY_TOKEN]
     issued = second.metadata.annotations[access.ANNOTATION_ISSUED_AT]
     assert issued > "2020-01-01T00:00:00Z"
+
+
+def test_template_fields_reach_the_api_server_untouched(kube: Kube) -> None:
+    """The API server judges the pod, not the client's models (which lag behind it)."""
+    master = replica()
+    master["template"]["spec"]["containers"][0]["fieldFromTheFuture"] = {"on": True}
+    kube.create(experiment("fut", {"master": master}))
+    kube.wait_pods("fut", 1)
+    stored = kube.cluster.call(
+        lambda: kube.cluster.emulator.stored("v1/pods", kube.namespace, "fut-master-0")
+    )
+    assert stored["spec"]["containers"][0]["fieldFromTheFuture"] == {"on": True}

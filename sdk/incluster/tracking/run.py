@@ -153,7 +153,9 @@ class Run:
         task_index: int = 0,
         *,
         register_atexit: bool = True,
+        on_end: Callable[[Run], None] | None = None,
     ) -> None:
+        self._on_end = on_end
         self.outputs_path = os.path.abspath(os.fspath(outputs_path))
         self.events_path = os.path.join(
             self.outputs_path, paths.EVENTS_DIR, paths.events_file_name(task_type, task_index)
@@ -481,6 +483,8 @@ class Run:
                     self._drop(exc, 0)
                 os.close(fd)
         atexit.unregister(self.end)
+        if self._on_end is not None:
+            self._on_end(self)
 
     def __enter__(self) -> Run:
         return self

@@ -42,6 +42,16 @@ _run: Run | None = None
 _init_lock = threading.RLock()
 
 
+def _reset_init_lock() -> None:
+    # held by another thread at fork time, it would never be released in the child
+    global _init_lock
+    _init_lock = threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_init_lock)
+
+
 def init(outputs_path: str | os.PathLike[str] | None = None) -> Run:
     """Start (or return) this process's default run.
 

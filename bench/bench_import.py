@@ -10,6 +10,7 @@ machine it is far less disturbed by other processes.
 from __future__ import annotations
 
 import importlib.util
+import os
 import resource
 import statistics
 import subprocess
@@ -32,11 +33,16 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+#: Users' interpreters cache bytecode; a PYTHONDONTWRITEBYTECODE inherited from the
+#: machine would make every run time the compiler instead of the import.
+_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def _once(statement: str) -> tuple[float, float]:
     """(wall ms, CPU ms) of one fresh interpreter running ``statement``."""
     cpu = _children_cpu()
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-c", statement], check=True)
+    subprocess.run([sys.executable, "-c", statement], check=True, env=_ENV)
     return (time.perf_counter() - started) * 1000, (_children_cpu() - cpu) * 1000
 
 

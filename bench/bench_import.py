@@ -26,6 +26,7 @@ STATEMENTS = (
     "from incluster import tracking",
     "from incluster import context",
 )
+GOAL_STATEMENTS = STATEMENTS[:2]
 
 
 def _children_cpu() -> float:
@@ -76,10 +77,15 @@ def main() -> None:
             print(f'   python -c "{statement}": not available')
             continue
         wall, cpu = medians(statement)
-        verdict = "ok" if wall - base_wall <= GOAL_MS else "OVER GOAL"
+        if statement in GOAL_STATEMENTS:
+            verdict = f"goal <= {GOAL_MS:g} ms: " + (
+                "ok" if wall - base_wall <= GOAL_MS else "OVER"
+            )
+        else:
+            verdict = "no goal: paid by the first getter call"
         print(
             f'   python -c "{statement}": +{wall - base_wall:.1f} ms above bare Python '
-            f"(CPU +{cpu - base_cpu:.1f} ms; goal <= {GOAL_MS:g} ms: {verdict})"
+            f"(CPU +{cpu - base_cpu:.1f} ms; {verdict})"
         )
 
 

@@ -27,6 +27,7 @@ async def serve(port: int, kubeconfig: Path | None, host: str) -> None:
             write_kubeconfig(kubeconfig, url)
         print(f"devcluster listening on {url} (port {srv.port})", flush=True)
         await stop.wait()
+        emu.cut_watches()  # let the server's shutdown finish its streaming handlers
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -71,6 +71,10 @@ def test_missing_or_empty_token_file_is_a_clear_client_error(pod_context, experi
     token_file.write_text("")
     with pytest.raises(TokenFileError, match="empty"):
         Client().get_experiment()
+    token_file.unlink()
+    token_file.mkdir()  # unreadable as a file, whatever user the test runs as
+    with pytest.raises(TokenFileError, match="unreadable"):
+        Client().get_experiment()
     assert cluster.call(lambda: cluster.emulator.requests_served) == served, "nothing was sent"
 
 

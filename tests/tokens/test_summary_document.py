@@ -117,3 +117,10 @@ def test_primary_metric_is_one_short_string_for_kubectl():
     )
     assert sync.tracking_document(summary, now=NOW, primary="acc")["primaryMetric"] == "acc=1"
     assert "primaryMetric" not in sync.tracking_document(summary, now=NOW, primary="missing")
+
+
+def test_the_primary_metric_survives_the_cap():
+    summary = {"metrics": {f"m{i:03d}": {"value": i, "step": i} for i in range(50)}}
+    doc = sync.tracking_document(summary, sync.Limits(max_entries=3), now=NOW, primary="m042")
+    assert list(doc["metrics"]) == ["m042", "m000", "m001"]
+    assert doc["truncated"]["omitted"] == {"metrics": 47}

@@ -86,11 +86,11 @@ def service_account(
     experiment: str, namespace: str, labels: Mapping[str, str] | None = None
 ) -> dict[str, Any]:
     """The experiment's ServiceAccount; no pod runs as it, so nothing is automounted."""
-    names = access_names(experiment)
+    named = access_names(experiment)
     return {
         "apiVersion": "v1",
         "kind": "ServiceAccount",
-        "metadata": _metadata(names.service_account, namespace, labels or {}),
+        "metadata": _metadata(named.service_account, namespace, labels or {}),
         "automountServiceAccountToken": False,
     }
 
@@ -131,11 +131,11 @@ def role(
     labels: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The experiment's Role (namespaced: it can never reach another namespace)."""
-    names = access_names(experiment)
+    named = access_names(experiment)
     return {
         "apiVersion": RBAC_VERSION,
         "kind": "Role",
-        "metadata": _metadata(names.role, namespace, labels or {}),
+        "metadata": _metadata(named.role, namespace, labels or {}),
         "rules": role_rules(experiment, outputs_refs),
     }
 
@@ -144,14 +144,14 @@ def role_binding(
     experiment: str, namespace: str, labels: Mapping[str, str] | None = None
 ) -> dict[str, Any]:
     """Binds the Role to the experiment's ServiceAccount only; deleted at revocation."""
-    names = access_names(experiment)
+    named = access_names(experiment)
     return {
         "apiVersion": RBAC_VERSION,
         "kind": "RoleBinding",
-        "metadata": _metadata(names.role_binding, namespace, labels or {}),
-        "roleRef": {"apiGroup": RBAC_GROUP, "kind": "Role", "name": names.role},
+        "metadata": _metadata(named.role_binding, namespace, labels or {}),
+        "roleRef": {"apiGroup": RBAC_GROUP, "kind": "Role", "name": named.role},
         "subjects": [
-            {"kind": "ServiceAccount", "name": names.service_account, "namespace": namespace}
+            {"kind": "ServiceAccount", "name": named.service_account, "namespace": namespace}
         ],
     }
 
@@ -163,12 +163,12 @@ def token_secret(
 
     It must exist before minting, because TokenRequest binds the token to its uid.
     """
-    names = access_names(experiment)
+    named = access_names(experiment)
     return {
         "apiVersion": "v1",
         "kind": "Secret",
         "type": "Opaque",
-        "metadata": _metadata(names.secret, namespace, labels or {}),
+        "metadata": _metadata(named.secret, namespace, labels or {}),
     }
 
 
@@ -208,28 +208,26 @@ def token_secret_patch(token: str, issued_at: datetime, expires_at: datetime) ->
     }
 
 
-def token_sources(experiment: str, under: str = contract.DIR_TOKEN) -> list[dict[str, Any]]:
-    """Projected-volume sources: the token and the CA, as files under ``under``.
+def token_sources(experiment: str) -> list[dict[str, Any]]:
+    """Projected-volume sources: the token and the CA, as ``DIR_TOKEN/FILE_TOKEN`` and
+    ``DIR_TOKEN/FILE_CA`` of the projected context volume (see ``with_token_sources``).
 
-    With the default, they fit into a context directory that is itself one projected
-    volume (the context ConfigMap plus these sources) and appear as
-    ``<context_dir>/DIR_TOKEN/FILE_TOKEN`` and ``.../FILE_CA``. ``token_volume`` uses
-    ``under=""`` for a volume of its own mounted at ``<context_dir>/DIR_TOKEN``.
     Neither source is optional: a pod must not start without its token.
     """
-    names = access_names(experiment)
-    prefix = f"{under.strip('/')}/" if under.strip("/") else ""
+    named = access_names(experiment)
     return [
         {
             "secret": {
-                "name": names.secret,
-                "items": [{"key": SECRET_KEY_TOKEN, "path": prefix + contract.FILE_TOKEN}],
+                "name": named.secret,
+                "items": [
+                    {"key": SECRET_KEY_TOKEN, "path": f"{contract.DIR_TOKEN}/{contract.FILE_TOKEN}"}
+                ],
             }
         },
         {
             "configMap": {
                 "name": ROOT_CA_CONFIGMAP,
-                "items": [{"key": ROOT_CA_KEY, "path": prefix + contract.FILE_CA}],
+                "items": [{"key": ROOT_CA_KEY, "path": f"{contract.DIR_TOKEN}/{contract.FILE_CA}"}],
             }
         },
     ]
@@ -267,6 +265,5 @@ def with_token_sources(
                         f"volume {volume!r} already projects {path!r}, where the "
                         "experiment's API token goes"
                     )
-    ours = token_sources(experiment)
-    sources.extend(ours)
+    sources.extend(token_sources(experiment))
     return result

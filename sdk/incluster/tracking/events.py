@@ -15,13 +15,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from incluster.tracking.paths import EVENTS_DIR, EVENTS_SUFFIX
+from incluster.contract import DIR_EVENTS as EVENTS_DIR
+from incluster.contract import EVENTS_SUFFIX
 
 _NONFINITE = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
 
 
 @dataclass(frozen=True, slots=True)
 class Metric:
+    """One point; ``value`` is NaN/inf again where the line holds "NaN"/"Infinity"."""
+
     source: str
     name: str
     value: float | int
@@ -31,6 +34,8 @@ class Metric:
 
 @dataclass(frozen=True, slots=True)
 class Inputs:
+    """Parameters logged by ``log_inputs``/``log_params`` (merged in the summary)."""
+
     source: str
     values: dict[str, Any]
     timestamp: float
@@ -38,6 +43,8 @@ class Inputs:
 
 @dataclass(frozen=True, slots=True)
 class Outputs:
+    """Results logged by ``log_outputs(**results)``."""
+
     source: str
     values: dict[str, Any]
     timestamp: float
@@ -45,6 +52,8 @@ class Outputs:
 
 @dataclass(frozen=True, slots=True)
 class Tags:
+    """Tags of one ``log_tags`` call."""
+
     source: str
     tags: list[str]
     timestamp: float
@@ -52,6 +61,8 @@ class Tags:
 
 @dataclass(frozen=True, slots=True)
 class ArtifactRef:
+    """``path`` is relative to the outputs path when inside it, else absolute."""
+
     source: str
     name: str
     kind: str
@@ -62,6 +73,8 @@ class ArtifactRef:
 
 @dataclass(frozen=True, slots=True)
 class DataRef:
+    """A data set's content hash (``sha256:<hex>``), for lineage across runs."""
+
     source: str
     name: str
     hash: str
@@ -70,6 +83,8 @@ class DataRef:
 
 @dataclass(frozen=True, slots=True)
 class RunStarted:
+    """First record a process writes; ``format`` is the line format's version."""
+
     source: str
     task_type: str
     task_index: int
@@ -80,6 +95,8 @@ class RunStarted:
 
 @dataclass(frozen=True, slots=True)
 class RunEnded:
+    """Written by ``end()``; ``dropped`` counts records lost to a failing disk."""
+
     source: str
     status: str
     dropped: int

@@ -24,7 +24,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -124,22 +124,24 @@ def tracking_document(
     for source, key in SECTIONS:
         value = summary.get(source)
         if isinstance(value, Mapping):
-            entries: list[tuple[Any, Any]] = sorted(
-                ((str(k), _json_safe(v)) for k, v in value.items()), key=lambda kv: kv[0]
-            )
+            # Name order, the primary metric first so that the cap never drops it.
+            order = sorted(value, key=lambda k: (str(k) != primary, str(k)))
+            entries: Iterable[tuple[str | None, Any]] = ((str(k), value[k]) for k in order)
         elif isinstance(value, list | tuple):
-            entries = [(None, _json_safe(v)) for v in reversed(value)]  # latest first
+            entries = ((None, v) for v in reversed(value))  # latest first
         else:
             continue
-        kept: list[tuple[Any, Any]] = []
-        for name, item in entries:
+        kept: list[tuple[str | None, Any]] = []
+        for name, raw in entries:
+            if len(kept) >= limits.max_entries:
+                break  # the rest is left out without being sized
+            item = _json_safe(raw)
             size = _size(item) + (0 if name is None else _size(name) + 1) + 1
-            full = len(kept) >= limits.max_entries or used + size > budget
-            if full or size > limits.max_entry_bytes:
-                omitted[key] = omitted.get(key, 0) + 1
-            else:
+            if used + size <= budget and size <= limits.max_entry_bytes:
                 kept.append((name, item))
                 used += size
+        if len(value) > len(kept):
+            omitted[key] = len(value) - len(kept)
         if isinstance(value, Mapping):
             doc[key] = dict(kept)
         else:

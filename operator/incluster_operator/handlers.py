@@ -93,48 +93,18 @@ def meta_of(body: Mapping[str, Any]) -> ExperimentMeta:
     )
 
 
-def _owned(obj: dict[str, Any], meta: ExperimentMeta) -> dict[str, Any]:
-    """``obj`` with this experiment's labels and owner reference (deleted with it)."""
-    metadata = obj["metadata"]
-    metadata["labels"] = {
-        **metadata.get("labels", {}),
-        **names.selector(meta.name, meta.uid),
-        names.LABEL_MANAGED_BY: names.MANAGED_BY,
-    }
-    metadata["ownerReferences"] = [owner_reference(meta)]
-    return obj
-
-
 def access_objects(spec: ExperimentSpec, meta: ExperimentMeta) -> tuple[dict[str, Any], ...]:
-    """The scoped identity: ServiceAccount, Role, RoleBinding and the (empty) token Secret.
+    """The scoped identity (ServiceAccount, Role, RoleBinding, empty token Secret), owned.
 
     The Role may read the experiments whose outputs this one mounts: a reference's last
     part is that experiment's name.
     """
     refs = [ref.rsplit("/", 1)[-1] for ref in spec.outputs_refs.experiments]
-    return tuple(
-        _owned(obj, meta)
-        for obj in (
-            access.service_account(meta.name, meta.namespace),
-            access.role(meta.name, meta.namespace, refs),
-            access.role_binding(meta.name, meta.namespace),
-            access.token_secret(meta.name, meta.namespace),
-        )
-    )
-
-
-def with_token_files(pod: dict[str, Any], experiment: str) -> dict[str, Any]:
-    """The pod with the token and the CA added to its projected context volume.
-
-    One projected volume instead of a second volume mounted inside the first: the
-    kubelet mounts ConfigMap volumes read-only, so it could not create a nested mount
-    point. The files appear under ``<context dir>/token/``, where the SDK looks.
-    """
-    for volume in pod["spec"]["volumes"]:
-        if volume.get("name") == names.VOLUME_CONTEXT:
-            volume["projected"]["sources"].extend(access.token_sources(experiment))
-            return pod
-    raise AssertionError(f"the render gave pod {pod['metadata']['name']} no context volume")
+    labels = {**names.selector(meta.name, meta.uid), names.LABEL_MANAGED_BY: names.MANAGED_BY}
+    objects = access.access_objects(meta.name, meta.namespace, refs, labels)
+    for obj in objects:
+        obj["metadata"]["ownerReferences"] = [owner_reference(meta)]
+    return tuple(objects)
 
 
 def desired(body: Mapping[str, Any], settings: Settings) -> Desired:
@@ -142,7 +112,9 @@ def desired(body: Mapping[str, Any], settings: Settings) -> Desired:
     meta = meta_of(body)
     spec = validate(body.get("spec"), meta.name, settings)
     p = plan(spec, meta, settings)
-    pods = {key: with_token_files(render_pod(p, *key), meta.name) for key in replica_keys(p)}
+    pods = {
+        key: access.with_token_sources(render_pod(p, *key), meta.name) for key in replica_keys(p)
+    }
     return Desired(
         spec=spec,
         meta=meta,

@@ -1,0 +1,89 @@
+"""The ``incluster`` command. Subcommands register themselves in ``_SUBCOMMANDS``.
+
+``incluster metrics PATH`` summarises the metrics of an event file or of a run's
+outputs directory (every replica); ``--csv`` prints the full history instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from collections.abc import Callable, Sequence
+
+from incluster.tracking.events import Metric, read_events
+from incluster.tracking.stats import metric_stats
+
+
+def _format(value: float | int | None) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def _metrics(args: argparse.Namespace) -> int:
+    try:
+        reader = read_events(args.path)
+    except FileNotFoundError as exc:
+        print(f"incluster metrics: {exc}", file=sys.stderr)
+        return 2
+    if args.csv:
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(["source", "name", "step", "value", "timestamp"])
+        for event in reader:
+            if isinstance(event, Metric):
+                step = "" if event.step is None else event.step
+                writer.writerow([event.source, event.name, step, event.value, event.timestamp])
+        return 0
+    rows = [
+        [s.source, s.name, *map(_format, (s.latest, s.step, s.minimum, s.maximum)), str(s.count)]
+        for s in metric_stats(reader)
+    ]
+    if not rows:
+        print(f"no metrics in {args.path}", file=sys.stderr)
+        return 1
+    header = ["source", "metric", "latest", "step", "min", "max", "count"]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+def _add_metrics(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser(
+        "metrics",
+        help="summarise logged metrics",
+        description="Latest value, min, max and count per metric (per replica file).",
+    )
+    parser.add_argument("path", help="an event file, a run's events dir or its outputs dir")
+    parser.add_argument("--csv", action="store_true", help="print every point as CSV")
+    parser.set_defaults(handler=_metrics)
+
+
+#: Each entry adds one subcommand; a later `incluster run` appends here.
+_SUBCOMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
+    _add_metrics,
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="incluster", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in _SUBCOMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except BrokenPipeError:  # `incluster metrics ... | head`
+        return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,115 @@
+"""The v1 tracking API (seed 002): module functions over one default run per process.
+
+    from incluster import tracking
+    tracking.init()
+    tracking.log_metric("loss", 0.1, step=1)
+
+``init()`` reads the run context (outputs path, task identity) from
+``incluster.context``; outside a cluster it writes under ``./outputs/local``, so the
+same script runs unchanged on a laptop. Calling a logging function before ``init()``
+initialises the default run on first use. The records land in
+``<outputs>/events/<task-type>-<index>.jsonl`` (format: docs/tracking.md).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+from incluster.schemas import ArtifactKind
+from incluster.tracking.run import Run
+
+__all__ = [
+    "ArtifactKind",
+    "Run",
+    "current_run",
+    "end",
+    "get_outputs_path",
+    "init",
+    "log_artifact_ref",
+    "log_data_ref",
+    "log_inputs",
+    "log_metric",
+    "log_metrics",
+    "log_outputs",
+    "log_tags",
+]
+
+_run: Run | None = None
+_init_lock = threading.Lock()
+
+
+def init(outputs_path: str | os.PathLike[str] | None = None) -> Run:
+    """Start (or return) this process's default run.
+
+    A second call while the run is open returns the same run; after ``end()`` it
+    starts a new one that appends to the same per-replica file.
+    """
+    global _run
+    with _init_lock:
+        if _run is not None and not _run.ended:
+            return _run
+        from incluster import context
+
+        task = context.get_task_info()
+        path = context.get_outputs_path() if outputs_path is None else outputs_path
+        _run = Run(path, task["type"], task["index"])
+        return _run
+
+
+def current_run() -> Run:
+    """The default run, initialised on first use."""
+    run = _run
+    if run is None or run.ended:
+        return init()
+    return run
+
+
+def log_metric(name: str, value: float, step: int | None = None, timestamp: Any = None) -> None:
+    run = _run
+    if run is None:
+        run = current_run()
+    run.log_metric(name, value, step, timestamp)
+
+
+def log_metrics(step: int | None = None, timestamp: Any = None, **metrics: Any) -> None:
+    current_run().log_metrics(step, timestamp, **metrics)
+
+
+def log_inputs(**params: Any) -> None:
+    current_run().log_inputs(**params)
+
+
+def log_outputs(**results: Any) -> None:
+    current_run().log_outputs(**results)
+
+
+def log_tags(tags: str | Iterable[str]) -> None:
+    current_run().log_tags(tags)
+
+
+def log_artifact_ref(
+    path: str | os.PathLike[str],
+    kind: ArtifactKind | str = ArtifactKind.FILE,
+    name: str | None = None,
+) -> dict[str, Any]:
+    return current_run().log_artifact_ref(path, kind, name)
+
+
+def log_data_ref(data: object, data_name: str) -> str:
+    return current_run().log_data_ref(data, data_name)
+
+
+def get_outputs_path(filename: str | os.PathLike[str] | None = None) -> str:
+    return current_run().get_outputs_path(filename)
+
+
+def end() -> None:
+    """End the default run (idempotent); the next logging call starts a new one."""
+    global _run
+    with _init_lock:
+        run, _run = _run, None
+    if run is not None:
+        run.end()

@@ -1,0 +1,197 @@
+"""Reading event files back as typed records.
+
+The reader is the other half of the format documented in docs/tracking.md. It is
+tolerant where the writer cannot be: a line cut by a power loss (or by a disk that
+filled up mid-write and could not be truncated) is skipped, counted in ``skipped`` and
+reported with one warning per file, and the records around it are still returned.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from incluster.tracking.paths import EVENTS_DIR, EVENTS_SUFFIX
+
+_NONFINITE = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
+
+
+@dataclass(frozen=True, slots=True)
+class Metric:
+    source: str
+    name: str
+    value: float | int
+    step: int | None
+    timestamp: float
+
+
+@dataclass(frozen=True, slots=True)
+class Inputs:
+    source: str
+    values: dict[str, Any]
+    timestamp: float
+
+
+@dataclass(frozen=True, slots=True)
+class Outputs:
+    source: str
+    values: dict[str, Any]
+    timestamp: float
+
+
+@dataclass(frozen=True, slots=True)
+class Tags:
+    source: str
+    tags: list[str]
+    timestamp: float
+
+
+@dataclass(frozen=True, slots=True)
+class ArtifactRef:
+    source: str
+    name: str
+    kind: str
+    path: str
+    hash: str | None
+    timestamp: float
+
+
+@dataclass(frozen=True, slots=True)
+class DataRef:
+    source: str
+    name: str
+    hash: str
+    timestamp: float
+
+
+@dataclass(frozen=True, slots=True)
+class RunStarted:
+    source: str
+    task_type: str
+    task_index: int
+    pid: int
+    format: int
+    timestamp: float
+
+
+@dataclass(frozen=True, slots=True)
+class RunEnded:
+    source: str
+    status: str
+    dropped: int
+    timestamp: float
+
+
+@dataclass(frozen=True, slots=True)
+class Unknown:
+    """A record of a kind this reader does not know (written by a newer SDK)."""
+
+    source: str
+    kind: str
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+Event = Metric | Inputs | Outputs | Tags | ArtifactRef | DataRef | RunStarted | RunEnded | Unknown
+
+
+def _number(value: Any) -> float | int:
+    if isinstance(value, str):
+        return _NONFINITE[value]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"metric value {value!r} is not a number")
+    return value
+
+
+def decode(line: bytes | str, source: str = "") -> Event:
+    """One line -> one record; ValueError/KeyError when it is not a valid record."""
+    raw = json.loads(line)
+    if not isinstance(raw, dict):
+        raise ValueError("an event line must hold a JSON object")
+    kind = raw["k"]
+    t = raw.get("t", 0.0)
+    if kind == "metric":
+        return Metric(source, raw["n"], _number(raw["v"]), raw["s"], t)
+    if kind == "inputs":
+        return Inputs(source, raw["values"], t)
+    if kind == "outputs":
+        return Outputs(source, raw["values"], t)
+    if kind == "tags":
+        return Tags(source, raw["tags"], t)
+    if kind == "artifact":
+        return ArtifactRef(source, raw["n"], raw["kind"], raw["path"], raw.get("hash"), t)
+    if kind == "data":
+        return DataRef(source, raw["n"], raw["hash"], t)
+    if kind == "run" and raw.get("event") == "start":
+        task = raw["task"]
+        return RunStarted(source, task["type"], task["index"], raw["pid"], raw["format"], t)
+    if kind == "run" and raw.get("event") == "end":
+        return RunEnded(source, raw["status"], raw["dropped"], t)
+    return Unknown(source, str(kind), raw)
+
+
+def event_files(path: str | os.PathLike[str]) -> list[str]:
+    """The event files named by ``path``: a file, an events dir, or an outputs dir."""
+    text = os.fspath(path)
+    if os.path.isfile(text):
+        return [text]
+    if not os.path.isdir(text):
+        raise FileNotFoundError(f"{text} is neither an event file nor a directory")
+    events_dir = os.path.join(text, EVENTS_DIR)
+    directory = events_dir if os.path.isdir(events_dir) else text
+    return sorted(
+        os.path.join(directory, name)
+        for name in os.listdir(directory)
+        if name.endswith(EVENTS_SUFFIX)
+    )
+
+
+class EventReader:
+    """An iterator over the records of one or more event files.
+
+    ``skipped`` counts lines that were not valid records (a torn last line after a
+    power loss, or garbage); each file with such lines gets one ``RuntimeWarning``.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.files = event_files(path)
+        self.skipped = 0
+        self._iterator = self._records()
+
+    def __iter__(self) -> EventReader:
+        return self
+
+    def __next__(self) -> Event:
+        return next(self._iterator)
+
+    def _records(self) -> Iterator[Event]:
+        for file in self.files:
+            source = os.path.basename(file).removesuffix(EVENTS_SUFFIX)
+            bad: list[int] = []
+            with open(file, "rb") as f:
+                for number, line in enumerate(f, start=1):
+                    if not line.endswith(b"\n"):
+                        bad.append(number)  # cut short: the write never completed
+                        continue
+                    try:
+                        record = decode(line, source)
+                    except (ValueError, KeyError, TypeError):
+                        bad.append(number)
+                        continue
+                    yield record
+            if bad:
+                self.skipped += len(bad)
+                warnings.warn(
+                    f"{file}: skipped {len(bad)} incomplete or invalid line(s) "
+                    f"(line {', '.join(map(str, bad[:5]))}{'...' if len(bad) > 5 else ''})",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+
+
+def read_events(path: str | os.PathLike[str]) -> EventReader:
+    """Iterate the typed records under ``path`` (file, events dir or outputs dir)."""
+    return EventReader(path)

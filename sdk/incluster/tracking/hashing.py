@@ -1,0 +1,121 @@
+"""Stable content hashes for data references and artifact files.
+
+A data reference answers "was this run trained on the same data as that one?", so the
+hash must depend on the content only: the same bytes give the same hash in any process
+on any machine (no ``hash()``, no ``id()``, no pickling). Buffers also hash their
+element format and shape, so a float32 (2, 3) array and an int8 (24,) array with the
+same bytes differ. numpy and pandas are never imported here: a numpy array is just an
+object with the buffer protocol, and pandas is imported only when given a pandas object
+(its module is then already loaded).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import sys
+from typing import Any
+
+ALGORITHM = "sha256"
+_CHUNK = 1 << 20
+
+
+def _new() -> Any:
+    return hashlib.sha256()
+
+
+def _digest(h: Any) -> str:
+    return f"{ALGORITHM}:{h.hexdigest()}"
+
+
+def file_hash(path: str | os.PathLike[str]) -> str:
+    """Hash of a regular file's bytes, read in chunks (models can be large)."""
+    h = _new()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(_CHUNK), b""):
+            h.update(chunk)
+    return _digest(h)
+
+
+def tree_hash(path: str | os.PathLike[str]) -> str:
+    """Hash of a directory: every file's relative path and bytes, in sorted order."""
+    root = os.fspath(path)
+    h = _new()
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for filename in sorted(filenames):
+            full = os.path.join(dirpath, filename)
+            rel = os.path.relpath(full, root).replace(os.sep, "/")
+            h.update(rel.encode() + b"\x00")
+            h.update(file_hash(full).encode() + b"\x00")
+    return _digest(h)
+
+
+def _stream_hash(f: Any) -> str:
+    """Hash a file object from its current position; restore the position if it can."""
+    start = f.tell() if f.seekable() else None
+    h = _new()
+    h.update(b"stream\x00")
+    while True:
+        chunk = f.read(_CHUNK)
+        if not chunk:
+            break
+        h.update(chunk.encode() if isinstance(chunk, str) else chunk)
+    if start is not None:
+        f.seek(start)
+    return _digest(h)
+
+
+def _buffer_hash(view: memoryview) -> str:
+    h = _new()
+    h.update(f"buffer\x00{view.format}\x00{view.shape}\x00".encode())
+    h.update(view if view.c_contiguous else view.tobytes())
+    return _digest(h)
+
+
+def _pandas_hash(data: Any) -> str:
+    pandas_util = sys.modules["pandas"].util
+    h = _new()
+    h.update(f"pandas\x00{type(data).__name__}\x00{list(getattr(data, 'columns', []))}".encode())
+    hashes = pandas_util.hash_pandas_object(data, index=True).to_numpy()
+    h.update(memoryview(hashes).cast("B"))
+    return _digest(h)
+
+
+def data_hash(data: object) -> str:
+    """Content hash of ``data``: bytes, str, a path, a binary/text file, a buffer, pandas.
+
+    A ``str`` is hashed as text (not as a path: give a ``pathlib.Path`` for that).
+    """
+    if isinstance(data, bytes | bytearray):
+        h = _new()
+        h.update(b"bytes\x00")
+        h.update(data)
+        return _digest(h)
+    if isinstance(data, str):
+        h = _new()
+        h.update(b"text\x00")
+        h.update(data.encode("utf-8", "surrogatepass"))
+        return _digest(h)
+    if isinstance(data, os.PathLike):
+        if os.path.isdir(data):
+            return tree_hash(data)
+        if not os.path.isfile(data):
+            raise ValueError(f"data={os.fspath(data)!r} is neither a file nor a directory")
+        return file_hash(data)
+    if isinstance(data, io.IOBase) or (hasattr(data, "read") and hasattr(data, "seekable")):
+        return _stream_hash(data)
+    module = type(data).__module__.partition(".")[0]
+    if module == "pandas" and "pandas" in sys.modules:
+        return _pandas_hash(data)
+    try:
+        view = memoryview(data)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(
+            f"data of type {type(data).__name__} cannot be hashed: pass bytes, str, a "
+            "pathlib.Path, a file object, an object with the buffer protocol (numpy "
+            "arrays) or a pandas object"
+        ) from None
+    with view:
+        return _buffer_hash(view)

@@ -1,0 +1,74 @@
+"""Where a run writes, and the guard that keeps untrusted names inside the outputs dir.
+
+Names handed to the tracking API (output file names, artifact names) come from user
+code and sometimes from user data; they must never become a path outside the run's
+outputs directory, even through a symlink planted inside it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+#: Sub-directory of the outputs path holding the event files. (A candidate for
+#: ``incluster.contract`` once the operator reads events back.)
+EVENTS_DIR = "events"
+#: Suffix of an event file: JSON lines.
+EVENTS_SUFFIX = ".jsonl"
+
+_TASK_TYPE = re.compile(r"[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?")
+
+
+def events_file_name(task_type: str, task_index: int) -> str:
+    """``<type>-<index>.jsonl``: one file per replica, so replicas never share a file.
+
+    The task type comes from the environment; it is checked against a DNS-label-like
+    pattern so that it can never smuggle a path separator into the file name.
+    """
+    if not isinstance(task_type, str) or not _TASK_TYPE.fullmatch(task_type):
+        raise ValueError(
+            f"task type {task_type!r} cannot name an event file: use lower-case letters, "
+            "digits, '-' or '_' (for example 'worker')"
+        )
+    if type(task_index) is not int or task_index < 0:
+        raise ValueError(f"task index {task_index!r} must be a non-negative int")
+    return f"{task_type}-{task_index}{EVENTS_SUFFIX}"
+
+
+def inside(root: str, name: str | os.PathLike[str], *, argument: str) -> str:
+    """The absolute path of ``name`` under ``root``; ValueError if it would leave it.
+
+    Rejects absolute names, ``..`` components, and names whose real path (after
+    following symlinks that already exist) is outside ``root``.
+    """
+    if not isinstance(name, str | os.PathLike):
+        raise TypeError(f"{argument} must be a str or path, got {type(name).__name__}")
+    text = os.fspath(name)
+    if not isinstance(text, str) or not text or "\x00" in text:
+        raise ValueError(f"{argument} must be a non-empty relative path, got {text!r}")
+    parts = text.replace("\\", "/").split("/")
+    if os.path.isabs(text) or text.startswith(("/", "\\")) or ".." in parts:
+        raise ValueError(
+            f"{argument}={text!r} would leave the outputs directory; "
+            "give a relative name without '..' (for example 'model/weights.bin')"
+        )
+    real_root = os.path.realpath(root)
+    target = os.path.realpath(os.path.join(real_root, text))
+    if target != real_root and not target.startswith(real_root + os.sep):
+        raise ValueError(
+            f"{argument}={text!r} resolves to {target}, outside the outputs directory "
+            f"{real_root} (a symlink points out of it)"
+        )
+    return os.path.join(os.path.abspath(root), os.path.normpath(text))
+
+
+def check_artifact_name(name: object) -> str:
+    """An artifact name is a label, not a path: no separators, no dot-only names."""
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str, got {type(name).__name__}")
+    if not name or name in {".", ".."} or "/" in name or "\\" in name or "\x00" in name:
+        raise ValueError(
+            f"name={name!r} is not a valid artifact name: it must be non-empty and contain "
+            "no '/' or '\\' (artifact names never become paths)"
+        )
+    return name

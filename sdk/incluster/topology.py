@@ -77,8 +77,10 @@ def rank(cluster: ClusterDef, task_type: str, index: int) -> int:
 def split_address(address: str) -> tuple[str, int]:
     """``host:port`` -> (host, port), with a ContextError naming a malformed address."""
     host, sep, port = address.rpartition(":")
-    if not sep or not host or not port.isdigit():
+    if not sep or not host.strip("[]") or not (port.isascii() and port.isdigit()):
         raise ContextError(f"address {address!r} is not of the form host:port")
+    if not 0 < int(port) < 65536:
+        raise ContextError(f"address {address!r} has port {int(port)}, outside 1-65535")
     return host.strip("[]"), int(port)
 
 
@@ -144,7 +146,11 @@ def loopback_host(experiment_key: str, task_type: str, index: int) -> str:
     experiment key so that concurrent experiments rarely share addresses; the last two
     encode (type, index) and never collide within an experiment (index < 8192).
     """
-    if not 0 <= index < 8192:
+    if task_type not in contract.TASK_TYPES:
+        raise ContextError(
+            f"task type {task_type!r} is unknown; expected one of {list(contract.TASK_TYPES)}"
+        )
+    if isinstance(index, bool) or not 0 <= index < 8192:
         raise ContextError(f"task index {index} is too large for loopback addressing (< 8192)")
     digest = hashlib.sha256(experiment_key.encode()).digest()
     a = 1 + digest[0] % 254

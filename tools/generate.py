@@ -64,9 +64,16 @@ def _context_reference() -> str:
     )
 
 
+def _experiment_crd() -> str:
+    from incluster_operator.api import crd
+
+    return crd.crd_yaml()
+
+
 #: path -> generator. Add a line per generated file.
 GENERATORS: dict[str, Callable[[], str]] = {
     "docs/context.md": _context_reference,
+    "crds/experiments.incluster.dev.yaml": _experiment_crd,
 }
 
 

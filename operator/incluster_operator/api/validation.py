@@ -1,0 +1,177 @@
+"""Validate an Experiment's spec before any child object exists.
+
+An invalid Experiment must produce no pods at all, and its owner must learn from
+``kubectl get xp -o yaml`` what to change. So every check the render layer relies on
+happens here, up front, and every problem becomes one ``InvalidSpec`` whose message
+names the field path (``spec.replicas.worker.replicas``) and the fix. Nothing else may
+escape: the handlers turn ``InvalidSpec`` into a ``Failed`` status and stop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import pydantic
+from incluster import contract
+
+from incluster_operator.api import names
+from incluster_operator.api.models import ExperimentSpec
+from incluster_operator.settings import Settings
+
+#: How many problems one message lists (the rest are summarised as a count).
+MAX_PROBLEMS = 5
+
+_FIXES = {
+    "missing": "add it",
+    "extra_forbidden": "remove it or fix its spelling (the field is unknown)",
+    "string_pattern_mismatch": "use lowercase letters, digits and '-' (a DNS label)",
+    "greater_than_equal": "use a value >= {ge}",
+    "less_than_equal": "use a value <= {le}",
+    "too_short": "give at least one entry",
+    "string_too_long": "shorten it",
+    "string_too_short": "give a non-empty value",
+}
+
+
+class InvalidSpec(ValueError):
+    """The Experiment's spec cannot run; ``problems`` holds one line per field."""
+
+    def __init__(self, problems: Iterable[str]) -> None:
+        self.problems = tuple(problems)
+        shown = list(self.problems[:MAX_PROBLEMS])
+        if len(self.problems) > MAX_PROBLEMS:
+            shown.append(f"and {len(self.problems) - MAX_PROBLEMS} more problem(s)")
+        super().__init__("; ".join(shown))
+
+
+def _path(loc: Iterable[int | str]) -> str:
+    out = "spec"
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return out
+
+
+def _from_pydantic(exc: pydantic.ValidationError) -> InvalidSpec:
+    problems = []
+    for error in exc.errors(include_url=False, include_input=False):
+        fix = _FIXES.get(error["type"], "").format(**error.get("ctx", {}))
+        problems.append(f"{_path(error['loc'])}: {error['msg']}" + (f"; {fix}" if fix else ""))
+    return InvalidSpec(problems)
+
+
+def _template_problems(task_type: str, template: Mapping[str, Any]) -> list[str]:
+    where = f"spec.replicas.{task_type}.template"
+    pod_spec = template.get("spec")
+    if not isinstance(pod_spec, Mapping):
+        return [f"{where}.spec: missing; add a pod spec with at least one container"]
+    problems = []
+    for field in ("containers", "initContainers"):
+        containers = pod_spec.get(field)
+        if field == "initContainers" and containers is None:
+            continue
+        if not isinstance(containers, list) or (field == "containers" and not containers):
+            problems.append(
+                f"{where}.spec.{field}: must be a list"
+                + (" with at least one container" if field == "containers" else "")
+                + "; add containers with a name and an image"
+            )
+            continue
+        for i, container in enumerate(containers):
+            if not isinstance(container, Mapping):
+                problems.append(f"{where}.spec.{field}[{i}]: must be an object (a container)")
+                continue
+            name = container.get("name")
+            if not isinstance(name, str) or not names.DNS_LABEL.match(name):
+                problems.append(f"{where}.spec.{field}[{i}].name: give a DNS label name")
+            if field == "containers" and not isinstance(container.get("image"), str):
+                problems.append(f"{where}.spec.{field}[{i}].image: missing; add an image")
+            for key in ("env", "volumeMounts"):
+                value = container.get(key)
+                if value is not None and not (
+                    isinstance(value, list) and all(isinstance(v, Mapping) for v in value)
+                ):
+                    problems.append(f"{where}.spec.{field}[{i}].{key}: must be a list of objects")
+    volumes = pod_spec.get("volumes")
+    if volumes is not None and not (
+        isinstance(volumes, list) and all(isinstance(v, Mapping) for v in volumes)
+    ):
+        problems.append(f"{where}.spec.volumes: must be a list of objects")
+    metadata = template.get("metadata")
+    if metadata is not None and not isinstance(metadata, Mapping):
+        problems.append(f"{where}.metadata: must be an object")
+    elif metadata is not None:
+        for key in ("labels", "annotations"):
+            value = metadata.get(key)
+            if value is not None and not (
+                isinstance(value, Mapping) and all(isinstance(v, str) for v in value.values())
+            ):
+                problems.append(f"{where}.metadata.{key}: must map names to strings")
+    return problems
+
+
+def _name_problems(name: str, spec: ExperimentSpec) -> list[str]:
+    problems = []
+    if len(name) > names.DNS_LABEL_MAX or not names.DNS_1035_LABEL.match(name):
+        problems.append(
+            f"metadata.name: {name!r} must be a DNS-1035 label of at most "
+            f"{names.DNS_LABEL_MAX} characters (it names the experiment's Service); rename it"
+        )
+        return problems
+    for task_type, replica in spec.replicas.items():
+        longest = names.pod_name(name, task_type, replica.replicas - 1)
+        if len(longest) > names.DNS_LABEL_MAX:
+            budget = names.DNS_LABEL_MAX - (len(longest) - len(name))
+            problems.append(
+                f"metadata.name: pod hostname {longest!r} has {len(longest)} characters, over "
+                f"the DNS label limit of {names.DNS_LABEL_MAX}; shorten the experiment name "
+                f"to at most {max(budget, 0)} characters"
+            )
+    return problems
+
+
+def validate(raw: Any, name: str, settings: Settings) -> ExperimentSpec:
+    """Parse and check an Experiment's ``spec`` (a JSON-like object) named ``name``.
+
+    Raises ``InvalidSpec`` for any problem, and nothing else.
+    """
+    if not isinstance(raw, Mapping):
+        raise InvalidSpec([f"spec: must be an object, got {type(raw).__name__}"])
+    try:
+        spec = ExperimentSpec.model_validate(dict(raw))
+    except pydantic.ValidationError as exc:
+        raise _from_pydantic(exc) from None
+    problems: list[str] = []
+    unknown = sorted(set(spec.replicas) - set(contract.TASK_TYPES))
+    for task_type in unknown:
+        problems.append(
+            f"spec.replicas.{task_type}: unknown replica type; use one of "
+            f"{list(contract.TASK_TYPES)}"
+        )
+    if contract.MASTER in spec.replicas and contract.CHIEF in spec.replicas:
+        problems.append("spec.replicas: master and chief are the same role; keep only one")
+    for leader in (contract.MASTER, contract.CHIEF):
+        replica = spec.replicas.get(leader)
+        if replica is not None and replica.replicas > 1:
+            problems.append(
+                f"spec.replicas.{leader}.replicas: there is one {leader}; set 1 and put the "
+                f"other {replica.replicas - 1} replica(s) under worker"
+            )
+    if not any(t in spec.replicas for t in (contract.MASTER, contract.CHIEF, contract.WORKER)):
+        problems.append("spec.replicas: add a master, chief or worker (it decides success)")
+    for task_type, replica in sorted(spec.replicas.items()):
+        problems.extend(_template_problems(task_type, replica.template))
+    for i, store in enumerate(spec.data):
+        if store not in settings.data_stores:
+            known = sorted(settings.data_stores) or "none are configured"
+            problems.append(
+                f"spec.data[{i}]: unknown data store {store!r}; use one the operator "
+                f"knows ({known})"
+            )
+    if len(set(spec.data)) != len(spec.data):
+        problems.append("spec.data: a data store is listed twice; list each once")
+    if not unknown:
+        problems.extend(_name_problems(name, spec))
+    if problems:
+        raise InvalidSpec(problems)
+    return spec

@@ -1,0 +1,226 @@
+"""The experiment-wide context: addresses, paths and the context document. Pure.
+
+Computed once per experiment (``plan()``), then shared by every pod, so rendering R pods
+never re-derives the O(R) cluster definition per pod.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from incluster import contract, topology
+
+from incluster_operator.api import names
+from incluster_operator.api.models import ExperimentSpec
+from incluster_operator.settings import Settings
+
+#: Kubernetes' limit on a ConfigMap's data.
+CONFIGMAP_MAX_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ExperimentMeta:
+    """The parts of the Experiment's metadata that child objects depend on."""
+
+    name: str
+    namespace: str
+    uid: str
+
+    @property
+    def key(self) -> str:
+        """Identifies the experiment on one machine (loopback addressing)."""
+        return f"{self.namespace}/{self.name}"
+
+
+def dumps(value: Any) -> str:
+    """Compact, key-sorted JSON: identical input gives identical bytes (idempotent writes)."""
+    return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+
+
+def replica_host(meta: ExperimentMeta, settings: Settings, task_type: str, index: int) -> str:
+    """How peers reach one replica: its DNS name, or a loopback address on one machine."""
+    if settings.addressing == "loopback":
+        return topology.loopback_host(meta.key, task_type, index)
+    host = names.pod_name(meta.name, task_type, index)
+    service = names.service_name(meta.name)
+    return f"{host}.{service}.{meta.namespace}.svc.{settings.cluster_domain}"
+
+
+def cluster_def(
+    spec: ExperimentSpec, meta: ExperimentMeta, settings: Settings
+) -> dict[str, list[str]]:
+    """``{"master": ["host:port"], "worker": [...], ...}`` in contract.TASK_TYPES order.
+
+    The evaluator is listed only when the operator's setting says so (TensorFlow
+    versions disagree on whether it belongs to the cluster).
+    """
+    out: dict[str, list[str]] = {}
+    for task_type in contract.TASK_TYPES:
+        replica = spec.replicas.get(task_type)
+        if replica is None:
+            continue
+        if task_type == contract.EVALUATOR and not settings.evaluator_in_cluster:
+            continue
+        out[task_type] = [
+            f"{replica_host(meta, settings, task_type, i)}:{replica.port}"
+            for i in range(replica.replicas)
+        ]
+    return out
+
+
+def _group_path(spec: ExperimentSpec) -> list[str]:
+    return [spec.project] + ([spec.group] if spec.group else [])
+
+
+def outputs_subpath(spec: ExperimentSpec, meta: ExperimentMeta) -> str:
+    """This experiment's directory inside the outputs store (every part a DNS label)."""
+    return "/".join([meta.namespace, *_group_path(spec), meta.name])
+
+
+def outputs_path(spec: ExperimentSpec, meta: ExperimentMeta, settings: Settings) -> str:
+    """``<root>/<namespace>/<project>/[<group>/]<experiment>``, as the pod sees it."""
+    return f"{settings.outputs_root.rstrip('/')}/{outputs_subpath(spec, meta)}"
+
+
+def ref_subpath(spec: ExperimentSpec, meta: ExperimentMeta, ref: str) -> str:
+    """A referenced run's directory in the store: 'name' stays in this project and group."""
+    parts = ref.split("/")
+    if len(parts) == 1:
+        parts = [*_group_path(spec), *parts]
+    return "/".join([meta.namespace, *parts])
+
+
+def ref_mount_path(settings: Settings, kind: str, ref: str) -> str:
+    """Where a reference is mounted: flat (``a/b`` -> ``a.b``) so mounts never nest."""
+    return f"{settings.refs_root.rstrip('/')}/{kind}/{ref.replace('/', '.')}"
+
+
+def refs_paths(spec: ExperimentSpec, settings: Settings) -> dict[str, list[str]]:
+    """``{"jobs": [...], "experiments": [...]}``: mount paths in the order requested."""
+    return {
+        "jobs": [ref_mount_path(settings, "jobs", r) for r in spec.outputs_refs.jobs],
+        "experiments": [
+            ref_mount_path(settings, "experiments", r) for r in spec.outputs_refs.experiments
+        ],
+    }
+
+
+def data_paths(spec: ExperimentSpec, settings: Settings) -> dict[str, str]:
+    """Mounted data stores by name."""
+    return {store: f"{settings.data_root.rstrip('/')}/{store}" for store in spec.data}
+
+
+def _stable_uuid(*parts: str) -> str:
+    """Projects and groups are not objects here; a name-derived uuid keeps them stable."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, "incluster.dev/" + "/".join(parts)))
+
+
+def experiment_info(spec: ExperimentSpec, meta: ExperimentMeta) -> dict[str, Any]:
+    """The seed's experiment info: names and uuids of project, group and experiment."""
+    return {
+        "namespace": meta.namespace,
+        "project_name": spec.project,
+        "project_uuid": _stable_uuid(meta.namespace, spec.project),
+        "experiment_group_name": spec.group,
+        "experiment_group_uuid": (
+            _stable_uuid(meta.namespace, spec.project, spec.group) if spec.group else None
+        ),
+        "experiment_name": meta.name,
+        "experiment_uuid": meta.uid,
+    }
+
+
+def context_document(
+    spec: ExperimentSpec, meta: ExperimentMeta, settings: Settings
+) -> dict[str, Any]:
+    """The content of ``context.json`` (keys from the contract)."""
+    return {
+        contract.KEY_VERSION: contract.CONTEXT_VERSION,
+        contract.KEY_EXPERIMENT_INFO: experiment_info(spec, meta),
+        contract.KEY_DECLARATIONS: spec.declarations,
+        contract.KEY_LOG_LEVEL: spec.log_level,
+        contract.KEY_OUTPUTS_PATH: outputs_path(spec, meta, settings),
+        contract.KEY_OUTPUTS_REFS_PATHS: refs_paths(spec, settings),
+        contract.KEY_DATA_PATHS: data_paths(spec, settings),
+        contract.KEY_FRAMEWORK: spec.framework,
+        contract.KEY_EVALUATOR_IN_CLUSTER: settings.evaluator_in_cluster,
+    }
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything experiment-wide, computed once and shared by all pods."""
+
+    spec: ExperimentSpec
+    meta: ExperimentMeta
+    settings: Settings
+    cluster: dict[str, list[str]]
+    cluster_json: str
+    context_json: str
+    #: The cluster definition (and TF_CONFIG) go into env: small enough to inline.
+    inline_cluster: bool
+    #: Env every container of every pod gets, in order (name, value).
+    common_env: tuple[tuple[str, str], ...]
+
+
+def _common_env(
+    spec: ExperimentSpec, meta: ExperimentMeta, settings: Settings, inline_cluster: bool
+) -> tuple[tuple[str, str], ...]:
+    """Experiment-wide env. Values that grow with user input are inlined only when small.
+
+    The SDK reads env first and falls back to ``context.json``, so leaving a large value
+    out of env loses nothing and keeps every pod far below ``MAX_ARG_STRLEN``.
+    """
+    limit = settings.inline_env_max_bytes
+    env: list[tuple[str, str]] = [
+        (contract.ENV_CONTEXT_DIR, settings.context_dir),
+        (contract.ENV_EXPERIMENT_INFO, dumps(experiment_info(spec, meta))),
+        (contract.ENV_OUTPUTS_PATH, outputs_path(spec, meta, settings)),
+    ]
+    optional = [
+        (contract.ENV_LOG_LEVEL, spec.log_level or ""),
+        (contract.ENV_DECLARATIONS, dumps(spec.declarations) if spec.declarations else ""),
+        (contract.ENV_OUTPUTS_REFS_PATHS, dumps(refs_paths(spec, settings))),
+        (contract.ENV_DATA_PATHS, dumps(data_paths(spec, settings))),
+    ]
+    env.extend((k, v) for k, v in optional if v and len(v.encode()) <= limit)
+    if not inline_cluster:
+        env.append((contract.ENV_CLUSTER_IN_FILE, "1"))
+    return tuple(env)
+
+
+def plan(spec: ExperimentSpec, meta: ExperimentMeta, settings: Settings) -> Plan:
+    """Compute the experiment-wide values once."""
+    cluster = cluster_def(spec, meta, settings)
+    # Not key-sorted: the cluster's order (master, chief, worker, ps, evaluator) is meaningful.
+    cluster_json = json.dumps(cluster, separators=(",", ":"))
+    inline = len(cluster_json.encode()) <= settings.inline_env_max_bytes
+    return Plan(
+        spec=spec,
+        meta=meta,
+        settings=settings,
+        cluster=cluster,
+        cluster_json=cluster_json,
+        context_json=dumps(context_document(spec, meta, settings)),
+        inline_cluster=inline,
+        common_env=_common_env(spec, meta, settings, inline),
+    )
+
+
+def task_env(p: Plan, task_type: str, index: int) -> list[tuple[str, str]]:
+    """One replica's env: identity, then the cluster (when inlined), then framework env."""
+    env = [(contract.ENV_TASK_INFO, dumps({"type": task_type, "index": index}))]
+    env.extend(p.common_env)
+    if p.inline_cluster:
+        env.append((contract.ENV_CLUSTER, p.cluster_json))
+        if p.spec.framework in ("none", "tensorflow"):
+            env.append(
+                (contract.ENV_TF_CONFIG, topology.tf_config_json(p.cluster, task_type, index))
+            )
+    env.extend(
+        sorted(topology.framework_env(p.spec.framework, p.cluster, task_type, index).items())
+    )
+    return env

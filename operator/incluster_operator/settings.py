@@ -1,0 +1,275 @@
+"""The operator's settings, read once from env vars that the Helm chart renders.
+
+Why env and not a config file: the chart sets them on the operator Deployment, the local
+runner and the dev cluster set them in-process, and every one of them is visible in
+``kubectl describe``. Each name is a module-level constant and listed in ``ENV_VARS`` so
+the chart's tests can check that it sets only names this module reads.
+
+A malformed value fails at start-up with ``SettingsError`` naming the variable and the
+expected form: an operator that guesses a setting would mount the wrong volume into
+every pod it creates.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Final, Literal
+
+from incluster import contract
+
+PREFIX: Final = "INCLUSTER_OPERATOR_"
+
+#: ``*`` (or unset/empty) for every namespace, else a comma-separated list.
+ENV_NAMESPACES: Final = PREFIX + "NAMESPACES"
+#: Outputs store as a PersistentVolumeClaim name (ReadWriteMany in a real cluster).
+ENV_OUTPUTS_CLAIM: Final = PREFIX + "OUTPUTS_CLAIM"
+#: Outputs store as a hostPath directory (dev cluster, single node). Exclusive with the claim.
+ENV_OUTPUTS_HOST_PATH: Final = PREFIX + "OUTPUTS_HOST_PATH"
+#: Where the outputs store is mounted in pods; outputs paths start with it.
+ENV_OUTPUTS_ROOT: Final = PREFIX + "OUTPUTS_ROOT"
+#: JSON object: store name -> ``{"claim": "pvc"}`` or ``{"hostPath": "/dir"}``.
+ENV_DATA_STORES: Final = PREFIX + "DATA_STORES"
+#: Where data stores are mounted in pods (``<root>/<store name>``).
+ENV_DATA_ROOT: Final = PREFIX + "DATA_ROOT"
+#: Where referenced outputs are mounted read-only (``<root>/experiments/<ref>``).
+ENV_REFS_ROOT: Final = PREFIX + "REFS_ROOT"
+#: Where the context ConfigMap is mounted in every container.
+ENV_CONTEXT_DIR: Final = PREFIX + "CONTEXT_DIR"
+#: Largest cluster definition (JSON bytes) inlined in env as INCLUSTER_CLUSTER/TF_CONFIG.
+ENV_INLINE_ENV_MAX_BYTES: Final = PREFIX + "INLINE_ENV_MAX_BYTES"
+#: The cluster's DNS domain, for replica addresses.
+ENV_CLUSTER_DOMAIN: Final = PREFIX + "CLUSTER_DOMAIN"
+#: ``true`` puts the evaluator in the TF cluster definition; by default it is outside.
+ENV_EVALUATOR_IN_CLUSTER: Final = PREFIX + "EVALUATOR_IN_CLUSTER"
+#: ``dns`` (a real cluster) or ``loopback`` (one machine: a 127.x.y.z address per replica).
+ENV_ADDRESSING: Final = PREFIX + "ADDRESSING"
+#: Lifetime of the scoped API token minted per experiment.
+ENV_TOKEN_TTL_SECONDS: Final = PREFIX + "TOKEN_TTL_SECONDS"
+#: How often a replica patches the tracking summary into the Experiment's status.
+ENV_SUMMARY_SYNC_SECONDS: Final = PREFIX + "SUMMARY_SYNC_SECONDS"
+#: Success policy when the spec names none: ``default`` or ``allWorkers``.
+ENV_SUCCESS_POLICY: Final = PREFIX + "SUCCESS_POLICY"
+
+#: Every env var this module reads (the chart must set no other INCLUSTER_OPERATOR_ name).
+ENV_VARS: Final = (
+    ENV_NAMESPACES,
+    ENV_OUTPUTS_CLAIM,
+    ENV_OUTPUTS_HOST_PATH,
+    ENV_OUTPUTS_ROOT,
+    ENV_DATA_STORES,
+    ENV_DATA_ROOT,
+    ENV_REFS_ROOT,
+    ENV_CONTEXT_DIR,
+    ENV_INLINE_ENV_MAX_BYTES,
+    ENV_CLUSTER_DOMAIN,
+    ENV_EVALUATOR_IN_CLUSTER,
+    ENV_ADDRESSING,
+    ENV_TOKEN_TTL_SECONDS,
+    ENV_SUMMARY_SYNC_SECONDS,
+    ENV_SUCCESS_POLICY,
+)
+
+Addressing = Literal["dns", "loopback"]
+SuccessPolicyName = Literal["default", "allWorkers"]
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+
+
+class SettingsError(ValueError):
+    """A setting's env var is malformed; the message names the variable and the fix."""
+
+
+@dataclass(frozen=True)
+class VolumeSource:
+    """Where a store lives: exactly one of a PVC claim name or a hostPath directory."""
+
+    claim: str | None = None
+    host_path: str | None = None
+
+    def to_k8s(self) -> dict[str, object]:
+        """The pod ``volumes[]`` entry's source part (without the name)."""
+        if self.claim is not None:
+            return {"persistentVolumeClaim": {"claimName": self.claim}}
+        if self.host_path is not None:
+            return {"hostPath": {"path": self.host_path, "type": "DirectoryOrCreate"}}
+        # No store configured: outputs live as long as the pod (documented dev default).
+        return {"emptyDir": {}}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the render layer and the handlers need to know about the installation."""
+
+    #: None watches every namespace.
+    namespaces: tuple[str, ...] | None = None
+    outputs: VolumeSource = field(default_factory=VolumeSource)
+    outputs_root: str = "/outputs"
+    data_stores: Mapping[str, VolumeSource] = field(default_factory=dict)
+    data_root: str = "/data"
+    refs_root: str = "/refs"
+    context_dir: str = contract.DEFAULT_CONTEXT_DIR
+    inline_env_max_bytes: int = 4096
+    cluster_domain: str = "cluster.local"
+    evaluator_in_cluster: bool = False
+    addressing: Addressing = "dns"
+    token_ttl_seconds: int = 3600
+    summary_sync_seconds: float = 10.0
+    success_policy: SuccessPolicyName = "default"
+
+
+def _absolute_path(name: str, value: str) -> str:
+    if not value.startswith("/") or "\x00" in value or ".." in value.split("/"):
+        raise SettingsError(f"{name}={value!r} must be an absolute path without '..'")
+    return value.rstrip("/") or "/"
+
+
+def _int(name: str, value: str, minimum: int) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise SettingsError(f"{name}={value!r} must be an integer >= {minimum}") from None
+    if number < minimum:
+        raise SettingsError(f"{name}={value!r} must be an integer >= {minimum}")
+    return number
+
+
+def _positive_float(name: str, value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number) or number <= 0:
+        raise SettingsError(f"{name}={value!r} must be a number of seconds > 0")
+    return number
+
+
+def _bool(name: str, value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise SettingsError(f"{name}={value!r} must be true or false")
+
+
+def _namespaces(value: str) -> tuple[str, ...] | None:
+    if value.strip() in ("", "*"):
+        return None
+    names = tuple(sorted({n.strip() for n in value.split(",") if n.strip()}))
+    for n in names:
+        if not _DNS_LABEL.match(n):
+            raise SettingsError(
+                f"{ENV_NAMESPACES} holds {n!r}, which is not a namespace name; use '*' for "
+                "every namespace or a comma-separated list of DNS labels"
+            )
+    return names
+
+
+def _volume(name: str, claim: str | None, host_path: str | None) -> VolumeSource:
+    if claim is not None and host_path is not None:
+        raise SettingsError(f"{name}: set a claim or a hostPath, not both")
+    if claim is not None and not _DNS_SUBDOMAIN.match(claim):
+        raise SettingsError(f"{name}: claim {claim!r} is not a valid PersistentVolumeClaim name")
+    if host_path is not None:
+        host_path = _absolute_path(name, host_path)
+    return VolumeSource(claim=claim, host_path=host_path)
+
+
+def _data_stores(value: str) -> dict[str, VolumeSource]:
+    form = 'a JSON object like {"imagenet": {"claim": "imagenet-pvc"}, "raw": {"hostPath": "/d"}}'
+    if not value.strip():
+        return {}
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        raise SettingsError(f"{ENV_DATA_STORES} must be {form}") from None
+    if not isinstance(parsed, dict):
+        raise SettingsError(f"{ENV_DATA_STORES} must be {form}")
+    stores: dict[str, VolumeSource] = {}
+    for store, source in sorted(parsed.items()):
+        where = f"{ENV_DATA_STORES}[{store!r}]"
+        if not _DNS_LABEL.match(store):
+            raise SettingsError(f"{where}: store names must be DNS labels (a-z, 0-9, '-')")
+        if (
+            not isinstance(source, dict)
+            or set(source) - {"claim", "hostPath"}
+            or len(source) != 1
+            or not all(isinstance(v, str) and v for v in source.values())
+        ):
+            raise SettingsError(f"{where} must be {{'claim': name}} or {{'hostPath': path}}")
+        stores[store] = _volume(where, source.get("claim"), source.get("hostPath"))
+    return stores
+
+
+def from_env(environ: Mapping[str, str]) -> Settings:
+    """Build the settings from an environment (``os.environ`` in production).
+
+    Unset or empty variables take the defaults of ``Settings``.
+    """
+
+    def get(name: str) -> str | None:
+        value = environ.get(name)
+        return value if value else None
+
+    defaults = Settings()
+    unknown = sorted(k for k in environ if k.startswith(PREFIX) and k not in ENV_VARS)
+    if unknown:
+        raise SettingsError(
+            f"unknown setting(s) {unknown}: this operator reads only {list(ENV_VARS)}"
+        )
+    addressing = get(ENV_ADDRESSING) or defaults.addressing
+    if addressing not in ("dns", "loopback"):
+        raise SettingsError(f"{ENV_ADDRESSING}={addressing!r} must be 'dns' or 'loopback'")
+    success_policy = get(ENV_SUCCESS_POLICY) or defaults.success_policy
+    if success_policy not in ("default", "allWorkers"):
+        raise SettingsError(
+            f"{ENV_SUCCESS_POLICY}={success_policy!r} must be 'default' or 'allWorkers'"
+        )
+    domain = get(ENV_CLUSTER_DOMAIN) or defaults.cluster_domain
+    if not _DNS_SUBDOMAIN.match(domain):
+        raise SettingsError(f"{ENV_CLUSTER_DOMAIN}={domain!r} must be a DNS name")
+    optional = {
+        ENV_OUTPUTS_ROOT: defaults.outputs_root,
+        ENV_DATA_ROOT: defaults.data_root,
+        ENV_REFS_ROOT: defaults.refs_root,
+        ENV_CONTEXT_DIR: defaults.context_dir,
+    }
+    paths = {name: _absolute_path(name, get(name) or default) for name, default in optional.items()}
+    return Settings(
+        namespaces=_namespaces(environ.get(ENV_NAMESPACES, "")),
+        outputs=_volume(
+            f"{ENV_OUTPUTS_CLAIM}/{ENV_OUTPUTS_HOST_PATH}",
+            get(ENV_OUTPUTS_CLAIM),
+            get(ENV_OUTPUTS_HOST_PATH),
+        ),
+        outputs_root=paths[ENV_OUTPUTS_ROOT],
+        data_stores=_data_stores(environ.get(ENV_DATA_STORES, "")),
+        data_root=paths[ENV_DATA_ROOT],
+        refs_root=paths[ENV_REFS_ROOT],
+        context_dir=paths[ENV_CONTEXT_DIR],
+        inline_env_max_bytes=_int(
+            ENV_INLINE_ENV_MAX_BYTES,
+            get(ENV_INLINE_ENV_MAX_BYTES) or str(defaults.inline_env_max_bytes),
+            0,
+        ),
+        cluster_domain=domain,
+        evaluator_in_cluster=_bool(
+            ENV_EVALUATOR_IN_CLUSTER, environ.get(ENV_EVALUATOR_IN_CLUSTER, "")
+        ),
+        addressing="loopback" if addressing == "loopback" else "dns",
+        token_ttl_seconds=_int(
+            ENV_TOKEN_TTL_SECONDS,
+            get(ENV_TOKEN_TTL_SECONDS) or str(defaults.token_ttl_seconds),
+            600,
+        ),
+        summary_sync_seconds=_positive_float(
+            ENV_SUMMARY_SYNC_SECONDS,
+            get(ENV_SUMMARY_SYNC_SECONDS) or str(defaults.summary_sync_seconds),
+        ),
+        success_policy="allWorkers" if success_policy == "allWorkers" else "default",
+    )

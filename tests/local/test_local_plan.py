@@ -332,3 +332,15 @@ def test_bad_specs_name_the_field(tmp_path, mutate, field, retriable):
 
 def test_expand_escapes():
     assert expand("$(A)-$$(A)-$(B)-$$", {"A": "1"}) == "1-$(A)-$(B)-$"
+
+
+def test_mapped_hostpath_reaches_the_given_directory(tmp_path):
+    store = tmp_path / "real-outputs"
+    spec = pod(
+        volumes=[{"name": "h", "hostPath": {"path": "/outputs/team"}}],
+        initContainers=[],
+        containers=[{"name": "c", "command": ["true"]}],
+    )
+    layout = Layout(tmp_path / "state", host_paths={"/outputs": store})
+    p = plan_pod(spec, LOOKUPS, layout, base_env={})
+    assert p.links == ((p.pod_dir / "volumes" / "h", store / "team"),)

@@ -35,9 +35,15 @@ _LABEL_FIELD = re.compile(r"^metadata\.(labels|annotations)\['([^']+)'\]$")
 
 @dataclass(frozen=True)
 class Layout:
-    """Where a runner keeps pod directories and shared volumes."""
+    """Where a runner keeps pod directories and shared volumes.
+
+    ``host_paths`` maps a hostPath (and everything under it) to a real local directory;
+    any other hostPath lives under ``<root>/hostpath/``, never at the real path on this
+    machine, so a pod spec cannot reach the user's files unless the runner says so.
+    """
 
     root: Path
+    host_paths: Mapping[str, Path] = field(default_factory=dict)
 
     def pod_dir(self, namespace: str, name: str, uid: str = "") -> Path:
         """``<root>/pods/<namespace>/<name>[-<uid prefix>]``: a recreated pod gets a new one."""
@@ -51,9 +57,11 @@ class Layout:
         return self.root / "claims" / ns / paths.dns_subdomain(claim, "claimName")
 
     def host_dir(self, host_path: str, field_name: str) -> Path:
-        """A hostPath lives under the layout's root, never at the real path on this machine."""
-        absolute = paths.mount_path(host_path, field_name)
-        return paths.under(self.root / "hostpath", PurePosixPath(absolute.lstrip("/")))
+        absolute = PurePosixPath(paths.mount_path(host_path, field_name))
+        for prefix in sorted(self.host_paths, key=len, reverse=True):
+            if absolute == PurePosixPath(prefix) or absolute.is_relative_to(prefix):
+                return paths.under(self.host_paths[prefix], absolute.relative_to(prefix))
+        return paths.under(self.root / "hostpath", absolute.relative_to("/"))
 
 
 @dataclass(frozen=True)
@@ -88,6 +96,8 @@ class PodPlan:
     pod_dir: Path
     directories: tuple[Path, ...]
     links: tuple[tuple[Path, Path], ...]  # (link, target)
+    #: ``subPath`` targets inside directory volumes; created after the links.
+    subdirectories: tuple[Path, ...]
     files: tuple[FileToWrite, ...]
     init_containers: tuple[ContainerPlan, ...]
     containers: tuple[ContainerPlan, ...]
@@ -353,7 +363,11 @@ def _containers(
     lookups: Lookups,
     base: Mapping[str, str],
     logs: Path,
+    workdir: Path | None,
+    directory_volumes: set[str],
+    subdirectories: list[Path],
 ) -> tuple[tuple[ContainerPlan, ...], dict[str, dict[str, Path]]]:
+    """Plan each container; a ``subPath`` into a directory volume is created, as a kubelet does."""
     plans = []
     all_mounts: dict[str, dict[str, Path]] = {}
     for i, container in enumerate(pod.spec.get(key) or []):
@@ -368,6 +382,8 @@ def _containers(
             target = volume_dirs[volume]
             if mount.get("subPath"):
                 target = paths.under(target, paths.relative_path(mount["subPath"], f"{at}.subPath"))
+                if volume in directory_volumes:
+                    subdirectories.append(target)
             mounts[paths.mount_path(mount.get("mountPath"), f"{at}.mountPath")] = target
         pattern = paths.remapper(mounts)
         env = container_env(pod, container, lookups, base, where)
@@ -381,7 +397,7 @@ def _containers(
         argv = [*command, *(str(a) for a in container.get("args") or [])]
         argv = [paths.remap(expand(a, env), mounts, pattern) for a in argv]
         working_dir = container.get("workingDir")
-        cwd = Path(paths.remap(str(working_dir), mounts, pattern)) if working_dir else None
+        cwd = Path(paths.remap(str(working_dir), mounts, pattern)) if working_dir else workdir
         plans.append(ContainerPlan(name, tuple(argv), env, cwd, logs / f"{name}.log"))
         all_mounts[name] = mounts
     return tuple(plans), all_mounts
@@ -394,11 +410,14 @@ def plan_pod(
     *,
     node: Node = Node(),
     base_env: Mapping[str, str] | None = None,
+    workdir: Path | None = None,
 ) -> PodPlan:
     """Everything needed to run ``pod`` locally; raises PodSpecError naming the field.
 
     ``base_env`` is what every container starts from (default: ``INHERITED_ENV`` from
     this process); ``HOSTNAME`` is then set as a kubelet would, and the spec's env wins.
+    ``workdir`` is the working directory of containers without ``workingDir`` (the
+    image's WORKDIR has no local equivalent); None keeps the runner's own.
     """
     meta = pod.get("metadata") or {}
     spec = pod.get("spec") or {}
@@ -412,6 +431,7 @@ def plan_pod(
     links: list[tuple[Path, Path]] = []
     files: list[FileToWrite] = []
     volume_dirs: dict[str, Path] = {}
+    dir_volumes: set[str] = set()
     for i, volume in enumerate(spec.get("volumes") or []):
         where = f"spec.volumes[{i}]"
         vname = paths.dns_label(volume.get("name"), f"{where}.name")
@@ -424,6 +444,7 @@ def plan_pod(
             directories.append(local)
             files += [FileToWrite(paths.under(local, p), c, m) for p, c, m in projected]
             continue
+        dir_volumes.add(vname)
         shared = _volume_dirs(layout, namespace, volume, where)
         if shared is None:
             directories.append(local)
@@ -440,8 +461,21 @@ def plan_pod(
     base["TMPDIR"] = str(pod_dir / "tmp")
     base["HOSTNAME"] = str(spec.get("hostname") or name)
     logs = pod_dir / "logs"
-    inits, init_mounts = _containers(view, "initContainers", volume_dirs, lookups, base, logs)
-    mains, main_mounts = _containers(view, "containers", volume_dirs, lookups, base, logs)
+    subdirectories: list[Path] = []
+    inits, init_mounts = _containers(
+        view,
+        "initContainers",
+        volume_dirs,
+        lookups,
+        base,
+        logs,
+        workdir,
+        dir_volumes,
+        subdirectories,
+    )
+    mains, main_mounts = _containers(
+        view, "containers", volume_dirs, lookups, base, logs, workdir, dir_volumes, subdirectories
+    )
     if not mains:
         raise PodSpecError("spec.containers", "a pod needs at least one container")
     names = [c.name for c in (*inits, *mains)]
@@ -453,6 +487,7 @@ def plan_pod(
         pod_dir=pod_dir,
         directories=tuple(directories),
         links=tuple(links),
+        subdirectories=tuple(dict.fromkeys(subdirectories)),
         files=tuple(files),
         init_containers=inits,
         containers=mains,
@@ -470,6 +505,8 @@ def materialise(plan: PodPlan) -> None:
         if link.is_symlink() or link.exists():
             continue
         link.symlink_to(target, target_is_directory=True)
+    for directory in plan.subdirectories:
+        directory.mkdir(parents=True, exist_ok=True)
     for f in plan.files:
         f.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = f.path.with_name(f".{f.path.name}.tmp")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -12,7 +11,7 @@ from urllib.parse import urlsplit
 
 from incluster_operator.local.address import replica_address
 from incluster_operator.local.errors import PodSpecError
-from incluster_operator.local.plan import INHERITED_ENV, Layout, Node, PodPlan, plan_pod
+from incluster_operator.local.plan import Layout, Node, PodPlan, inherited_env, plan_pod
 from incluster_operator.local.podrun import Backoff, PodRun
 from incluster_operator.local.state import ContainerState, Phase, PodState, pod_status
 from kubernetes import client, watch
@@ -192,8 +191,7 @@ class PodRunner:
         self.retry_interval = retry_interval
         self.backoff = backoff
         self.workdir = workdir
-        inherited = {k: os.environ[k] for k in INHERITED_ENV if k in os.environ}
-        self.base_env = {**inherited, **api_env(api_client.configuration.host)}
+        self.base_env = {**inherited_env(), **api_env(api_client.configuration.host)}
         self._workers: dict[str, _PodWorker] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()

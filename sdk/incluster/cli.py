@@ -68,10 +68,50 @@ _SUBCOMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]
 ]
 
 
+#: Entry point group of subcommands shipped outside the SDK (`incluster run` lives in the
+#: operator package, which the SDK must not import directly).
+PLUGIN_GROUP = "incluster.commands"
+
+
+_AddCommand = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
+
+
+def _missing_extra(name: str, exc: ImportError) -> _AddCommand:
+    """A stand-in subcommand that says how to install what the real one needs."""
+
+    def handler(args: argparse.Namespace) -> int:
+        print(
+            f"incluster {name}: needs the operator extra ({exc}); install it with "
+            "pip install 'incluster[operator]'",
+            file=sys.stderr,
+        )
+        return 2
+
+    def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+        parser = sub.add_parser(name, help="(needs incluster[operator])", add_help=False)
+        parser.add_argument("rest", nargs=argparse.REMAINDER)
+        parser.set_defaults(handler=handler)
+
+    return add
+
+
+def _plugins() -> list[_AddCommand]:
+    """Each plugin's ``register``; one whose dependencies are missing explains the fix."""
+    from importlib.metadata import entry_points
+
+    found: list[_AddCommand] = []
+    for ep in entry_points(group=PLUGIN_GROUP):
+        try:
+            found.append(ep.load())
+        except ImportError as exc:
+            found.append(_missing_extra(ep.name, exc))
+    return found
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="incluster", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in _SUBCOMMANDS:
+    for add in [*_SUBCOMMANDS, *_plugins()]:
         add(sub)
     return parser
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -31,6 +32,20 @@ INHERITED_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "PYTHONPATH", "VIRTUAL_ENV")
 
 _EXPANSION = re.compile(r"\$\$|\$\(([-._a-zA-Z0-9]+)\)")
 _LABEL_FIELD = re.compile(r"^metadata\.(labels|annotations)\['([^']+)'\]$")
+
+
+def inherited_env() -> dict[str, str]:
+    """``INHERITED_ENV`` from this process, with this Python's directory first on PATH.
+
+    A container's ``python`` then is the interpreter running the runner, the one with
+    the incluster SDK installed, even when its virtualenv is not activated.
+    """
+    env = {k: os.environ[k] for k in INHERITED_ENV if k in os.environ}
+    bindir = os.path.dirname(sys.executable)
+    env["PATH"] = os.pathsep.join(
+        [bindir, *(p for p in env.get("PATH", "").split(os.pathsep) if p)]
+    )
+    return env
 
 
 @dataclass(frozen=True)
@@ -452,11 +467,7 @@ def plan_pod(
             directories.append(shared)
             links.append((local, shared))
 
-    base = dict(
-        base_env
-        if base_env is not None
-        else {k: os.environ[k] for k in INHERITED_ENV if k in os.environ}
-    )
+    base = dict(base_env if base_env is not None else inherited_env())
     base.setdefault("HOME", str(pod_dir / "tmp"))
     base["TMPDIR"] = str(pod_dir / "tmp")
     base["HOSTNAME"] = str(spec.get("hostname") or name)

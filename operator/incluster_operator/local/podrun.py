@@ -138,13 +138,14 @@ class PodRun:
             t.start()
         for t in threads:
             t.join()
-        self._update(
-            lambda s: replace(
-                s,
-                phase="Succeeded" if all(c.exit_code == 0 for c in s.containers) else "Failed",
-            )
-        )
+        self._update(self._final)
         self._done.set()
+
+    def _final(self, pod: PodState) -> PodState:
+        if self._stopping.is_set():
+            return replace(pod, phase="Failed", reason="Stopped", message="stopped by the runner")
+        ok = all(c.exit_code == 0 for c in pod.containers)
+        return replace(pod, phase="Succeeded" if ok else "Failed")
 
     def _set(
         self, name: str, init: bool, change: Callable[[ContainerState], ContainerState]

@@ -1,0 +1,256 @@
+"""`incluster run`: every replica of an Experiment as local processes, no cluster needed.
+
+The Experiment goes through the operator's own ``validate`` and ``render_all`` with
+loopback addressing, so each replica gets exactly the pod (env, mounts, context files)
+the operator would create, with its own ``127.x.y.z`` address and its declared port.
+The pods are then planned and run by the same machinery as the dev cluster's pod runner.
+Outputs land under ``<outputs>/<namespace>/<project>/[<group>/]<experiment>``, as the
+SDK reports them, and each pod's directory (context files, logs) under
+``<outputs>/.incluster/<namespace>/<experiment>/pods/``.
+"""
+
+from __future__ import annotations
+
+import queue
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from incluster_operator.api import API_VERSION, KIND, ExperimentSpec, names, validate
+from incluster_operator.local.address import replica_address
+from incluster_operator.local.console import Console
+from incluster_operator.local.errors import PodSpecError
+from incluster_operator.local.lookups import StaticLookups, config_map_bytes
+from incluster_operator.local.outcome import Outcome, Replica, decide
+from incluster_operator.local.plan import Layout, Node, PodPlan, plan_pod
+from incluster_operator.local.podrun import PodRun
+from incluster_operator.local.state import PodState
+from incluster_operator.render import ExperimentMeta, render_all
+from incluster_operator.render.context import outputs_subpath
+from incluster_operator.settings import Settings, VolumeSource
+
+#: Exit code after Ctrl-C, as a shell reports a SIGINT death.
+INTERRUPTED = 130
+#: hostPath names the local settings give the stores; mapped to local directories.
+OUTPUTS_HOST_PATH = "/incluster-local/outputs"
+DATA_HOST_PATH = "/incluster-local/data"
+
+
+class ManifestError(ValueError):
+    """The file is not one Experiment manifest; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    name: str
+    namespace: str
+    #: The raw spec, validated by ``prepare`` with the operator's own ``validate``.
+    spec: Any
+
+
+def load_manifest(path: Path) -> Manifest:
+    """The single Experiment in a YAML file (other documents are refused, not ignored)."""
+    try:
+        documents = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+    except OSError as exc:
+        raise ManifestError(f"{path}: cannot read it: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise ManifestError(f"{path}: not valid YAML: {exc}") from None
+    experiments = [d for d in documents if isinstance(d, dict) and d.get("kind") == KIND]
+    if len(experiments) != 1 or len(documents) != 1:
+        raise ManifestError(
+            f"{path}: expected exactly one document of kind {KIND} (apiVersion {API_VERSION}), "
+            f"found {len(documents)} document(s) of which {len(experiments)} Experiment(s)"
+        )
+    doc = experiments[0]
+    if doc.get("apiVersion") != API_VERSION:
+        raise ManifestError(
+            f"{path}: apiVersion {doc.get('apiVersion')!r} is not {API_VERSION!r}; fix apiVersion"
+        )
+    meta = doc.get("metadata") or {}
+    name = meta.get("name")
+    if not isinstance(name, str) or not name:
+        raise ManifestError(f"{path}: metadata.name is missing; give the experiment a name")
+    namespace = meta.get("namespace") or "default"
+    if not isinstance(namespace, str):
+        raise ManifestError(f"{path}: metadata.namespace must be a string")
+    return Manifest(name, namespace, doc.get("spec"))
+
+
+@dataclass(frozen=True)
+class Options:
+    """Where a local run writes, and where its data stores are."""
+
+    outputs: Path
+    workdir: Path
+    data: Mapping[str, Path] = field(default_factory=dict)
+    #: Seconds a replica gets to exit after SIGTERM before SIGKILL.
+    grace: float = 10.0
+
+
+def local_settings(options: Options) -> Settings:
+    """The operator's settings for one machine: loopback addresses, local stores."""
+    return Settings(
+        addressing="loopback",
+        outputs=VolumeSource(host_path=OUTPUTS_HOST_PATH),
+        data_stores={
+            name: VolumeSource(host_path=f"{DATA_HOST_PATH}/{name}") for name in options.data
+        },
+    )
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A validated, rendered and planned local run, ready to start."""
+
+    manifest: Manifest
+    spec: ExperimentSpec
+    settings: Settings
+    plans: Mapping[Replica, PodPlan]
+    addresses: Mapping[Replica, str]
+    outputs_path: Path
+    state_dir: Path
+
+
+def prepare(manifest: Manifest, options: Options) -> Prepared:
+    """Validate and render with the operator's code, then plan every pod.
+
+    Raises InvalidSpec (the operator's message, naming the field) or PodSpecError.
+    """
+    settings = local_settings(options)
+    spec = validate(manifest.spec, manifest.name, settings)
+    meta = ExperimentMeta(manifest.name, manifest.namespace, str(uuid.uuid4()))
+    children = render_all(spec, meta, settings)
+    cm = children.config_map
+    lookups = StaticLookups(
+        config_maps={(manifest.namespace, cm["metadata"]["name"]): config_map_bytes(cm)}
+    )
+    outputs = options.outputs.absolute()
+    state_dir = outputs / ".incluster" / manifest.namespace / manifest.name
+    host_paths = {OUTPUTS_HOST_PATH: outputs}
+    host_paths.update({f"{DATA_HOST_PATH}/{n}": d.absolute() for n, d in options.data.items()})
+    layout = Layout(state_dir, host_paths=host_paths)
+    plans: dict[Replica, PodPlan] = {}
+    addresses: dict[Replica, str] = {}
+    for pod in children.pods:
+        labels = pod["metadata"]["labels"]
+        replica = (labels[names.LABEL_REPLICA_TYPE], int(labels[names.LABEL_REPLICA_INDEX]))
+        try:
+            first = plan_pod(pod, lookups, layout, workdir=options.workdir)
+            address = replica_address(first) or "127.0.0.1"
+            plans[replica] = plan_pod(
+                pod, lookups, layout, node=Node(pod_ip=address), workdir=options.workdir
+            )
+        except PodSpecError as error:
+            if not error.retriable:
+                raise
+            # Nothing will create the object later: fail now rather than wait forever.
+            raise PodSpecError(
+                error.field,
+                f"{str(error).split(': ', 1)[-1]}; a local run has only the objects the "
+                "operator renders (Service, context ConfigMap, pods): remove the reference",
+            ) from None
+        addresses[replica] = address
+    return Prepared(
+        manifest=manifest,
+        spec=spec,
+        settings=settings,
+        plans=plans,
+        addresses=addresses,
+        outputs_path=outputs / outputs_subpath(spec, meta),
+        state_dir=state_dir,
+    )
+
+
+def label(replica: Replica) -> str:
+    return f"{replica[0]}-{replica[1]}"
+
+
+@dataclass
+class LocalRun:
+    """Runs a prepared experiment to its outcome; ``run()`` returns the exit code."""
+
+    prepared: Prepared
+    console: Console
+    grace: float = 10.0
+    _events: queue.Queue[tuple[Replica, PodState]] = field(default_factory=queue.Queue)
+    _pods: dict[Replica, PodRun] = field(default_factory=dict)
+
+    def run(self) -> int:
+        """Start every replica, follow them to the outcome, stop the rest; Ctrl-C stops all."""
+        p = self.prepared
+        shutil.rmtree(p.state_dir / "pods", ignore_errors=True)
+        try:
+            for replica, plan in sorted(p.plans.items()):
+                self._pods[replica] = PodRun(
+                    plan,
+                    p.addresses[replica],
+                    on_change=partial(self._changed, replica),
+                    on_line=partial(self._printed, replica),
+                    max_grace=self.grace,
+                ).start()
+            outcome = self._follow()
+        except KeyboardInterrupt:
+            self.console.message("interrupted: stopping every replica ...")
+            self._stop_all()
+            self.console.close()
+            return INTERRUPTED
+        self._stop_all()
+        self.console.close()
+        self.console.message(f"{outcome.phase}: {outcome.message}")
+        self.console.message(f"outputs: {p.outputs_path}")
+        self.console.message(f"logs: {p.state_dir / 'pods'}")
+        return outcome.exit_code
+
+    def _changed(self, replica: Replica, state: PodState) -> None:
+        self._events.put((replica, state))
+
+    def _printed(self, replica: Replica, _container: str, line: bytes) -> None:
+        self.console.line(label(replica), line)
+
+    def _follow(self) -> Outcome:
+        # Filled from the events only: they arrive in order, a snapshot could be newer.
+        states: dict[Replica, PodState] = {}
+        policy = (
+            self.prepared.spec.run_policy.success_policy or self.prepared.settings.success_policy
+        )
+        limit = self.prepared.spec.run_policy.backoff_limit
+        last_tick = 0.0
+        while True:
+            try:
+                replica, state = self._events.get(timeout=1.0)
+            except queue.Empty:
+                pass
+            else:
+                states[replica] = state
+                self.console.status(label(replica), state)
+            if time.monotonic() - last_tick >= 1.0:  # refresh running ages on screen
+                last_tick = time.monotonic()
+                for r, s in states.items():
+                    self.console.status(label(r), s)
+            if len(states) < len(self._pods):
+                continue
+            outcome = decide(states, policy, limit)
+            if outcome is not None:
+                return outcome
+            if all(s.finished for s in states.values()):
+                return Outcome(
+                    "Failed", "NoDecision", "every replica finished without a deciding one"
+                )
+
+    def _stop_all(self) -> None:
+        threads = [threading.Thread(target=run.stop, daemon=True) for run in self._pods.values()]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for replica, run in self._pods.items():
+            self.console.status(label(replica), run.state)

@@ -1,0 +1,165 @@
+"""`incluster run` end to end: real replicas, real sockets, the SDK's event files."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+from incluster import cli, read_events
+from incluster.tracking.events import Metric
+
+from tests.local.helpers import ROOT, unique_example
+
+REPLICAS = ["master-0", "ps-0", "worker-0", "worker-1"]
+
+
+def run_cli(*args):
+    return cli.main(["run", *map(str, args)])
+
+
+def test_distributed_example_runs_locally(tmp_path, capsys):
+    path, doc = unique_example(tmp_path)
+    out = tmp_path / "out"
+    code = run_cli(path, "--outputs", out, "--workdir", ROOT, "--color", "never")
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    ns = doc["metadata"]["namespace"]
+    outputs = out / ns / "examples" / "distributed"
+    # Every replica reached every other one and wrote its own event file and model.
+    events = sorted(p.name for p in (outputs / "events").iterdir())
+    assert events == [f"{r}.jsonl" for r in REPLICAS]
+    for replica in REPLICAS:
+        model = json.loads((outputs / f"model-{replica}.json").read_text())
+        assert len(model["peers"]) == 3
+        metrics = [
+            e for e in read_events(outputs / "events" / f"{replica}.jsonl") if isinstance(e, Metric)
+        ]
+        assert {"peers_reached", "loss"} <= {m.name for m in metrics}
+        assert [m.value for m in metrics if m.name == "peers_reached"] == [3]
+    # Distinct loopback addresses, each replica's own identity, prefixed logs.
+    for replica in REPLICAS:
+        kind, index = replica.rsplit("-", 1)
+        assert f"{replica:<8} | {kind}:{index}: exchanged greetings with" in printed
+    assert "Succeeded: master-0 succeeded" in printed
+    logs = out / ".incluster" / ns / "distributed" / "pods" / ns
+    assert "done" in (logs / "distributed-worker-1" / "logs" / "main.log").read_text()
+
+
+def test_failing_worker_fails_the_run_and_names_it(tmp_path, capsys):
+    path, doc = unique_example(tmp_path)
+    worker = doc["spec"]["replicas"]["worker"]["template"]["spec"]["containers"][0]
+    worker["command"] = [
+        sys.executable,
+        "-c",
+        "import json, os, sys; t = json.loads(os.environ['INCLUSTER_TASK_INFO']);"
+        "sys.exit(1 if t['index'] == 1 else 0)",
+    ]
+    master = doc["spec"]["replicas"]["master"]["template"]["spec"]["containers"][0]
+    master["command"] = [sys.executable, "-c", "import time; time.sleep(60)"]
+    path.write_text(yaml.safe_dump(doc))
+    code = run_cli(path, "--outputs", tmp_path / "out", "--color", "never", "--grace", "2")
+    printed = capsys.readouterr().out
+    assert code == 1
+    assert "Failed: replica worker-1 failed: main exited 1" in printed
+    assert "master-0 | * Stopped" in printed
+
+
+def test_invalid_spec_is_refused_with_the_field(tmp_path, capsys):
+    path, doc = unique_example(tmp_path)
+    doc["spec"]["replicas"]["master"]["replicas"] = 2
+    path.write_text(yaml.safe_dump(doc))
+    assert run_cli(path, "--outputs", tmp_path / "out") == 2
+    err = capsys.readouterr().err
+    assert "spec.replicas.master.replicas" in err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("kind: Pod\napiVersion: v1\n", "exactly one document of kind Experiment"),
+        ("a: [\n", "not valid YAML"),
+        ("apiVersion: incluster.dev/v9\nkind: Experiment\nmetadata: {name: x}\n", "apiVersion"),
+        ("apiVersion: incluster.dev/v1alpha1\nkind: Experiment\nspec: {}\n", "metadata.name"),
+    ],
+)
+def test_bad_manifests(tmp_path, capsys, text, message):
+    path = tmp_path / "x.yaml"
+    path.write_text(text)
+    assert run_cli(path, "--outputs", tmp_path / "out") == 2
+    assert message in capsys.readouterr().err
+
+
+def test_ctrl_c_stops_every_replica(tmp_path):
+    path, doc = unique_example(tmp_path)
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    sleeper = [
+        sys.executable,
+        "-c",
+        "import os, pathlib, time; "
+        f"pathlib.Path({str(pids)!r}, str(os.getpid())).touch(); time.sleep(120)",
+    ]
+    for replica in doc["spec"]["replicas"].values():
+        replica["template"]["spec"]["containers"][0]["command"] = sleeper
+    path.write_text(yaml.safe_dump(doc))
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "incluster.cli",
+            "run",
+            str(path),
+            "--outputs",
+            str(tmp_path / "out"),
+            "--color",
+            "never",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while len(list(pids.iterdir())) < 4 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    started = [int(p.name) for p in pids.iterdir()]
+    assert len(started) == 4
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 130, out
+    assert "interrupted: stopping every replica" in out
+    for pid in started:
+        assert not os.path.exists(f"/proc/{pid}") or _zombie(pid)
+
+
+def _zombie(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_run_is_listed_by_the_sdk_cli(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    assert "run" in capsys.readouterr().out
+
+
+def test_without_the_operator_extra_the_command_says_how_to_install_it(capsys):
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command", required=True)
+    cli._missing_extra("run", ImportError("No module named 'pydantic'"))(sub)
+    args = parser.parse_args(["run", "x.yaml", "--outputs", "o"])
+    assert args.handler(args) == 2
+    err = capsys.readouterr().err
+    assert "pip install 'incluster[operator]'" in err
+    assert "pydantic" in err

@@ -1,0 +1,49 @@
+"""`python -m devcluster serve --port N --kubeconfig PATH`: the emulator as a process."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+import kmock
+
+from devcluster.emulator import Emulator
+from devcluster.kubeconfig import write_kubeconfig
+
+
+async def serve(port: int, kubeconfig: Path | None, host: str) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with Emulator() as emu, kmock.Server(emu, host=host, port=port or None) as srv:
+        url = f"http://{srv.host}:{srv.port}"
+        # The kubeconfig appears only once the port accepts connections: scripts wait for it.
+        if kubeconfig is not None:
+            write_kubeconfig(kubeconfig, url)
+        print(f"devcluster listening on {url} (port {srv.port})", flush=True)
+        await stop.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devcluster", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve_cmd = sub.add_parser("serve", help="serve the Kubernetes API emulator over HTTP")
+    serve_cmd.add_argument("--port", type=int, default=0, help="TCP port; 0 picks a free one")
+    serve_cmd.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve_cmd.add_argument("--kubeconfig", type=Path, help="write a kubeconfig here once listening")
+    serve_cmd.add_argument("--log-level", default="WARNING")
+    args = parser.parse_args(argv)
+    if not 0 <= args.port <= 65535:
+        parser.error(f"--port must be within 0..65535, got {args.port}")
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr)
+    asyncio.run(serve(args.port, args.kubeconfig, args.host))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

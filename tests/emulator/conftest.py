@@ -1,0 +1,30 @@
+"""Fixtures for the emulator's own tests: the Widget CRD installed and its API client."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kubernetes
+import pytest
+from emulator_crd import GROUP, PLURAL, WIDGET_CRD
+
+from devcluster.testing import Cluster, wait_for
+
+
+@pytest.fixture
+def widgets(cluster: Cluster) -> Any:
+    """Install the Widget CRD (once per cluster) and return a CustomObjectsApi."""
+    ext = kubernetes.client.ApiextensionsV1Api()
+    try:
+        ext.create_custom_resource_definition(WIDGET_CRD)
+    except kubernetes.client.ApiException as e:
+        if e.status != 409:
+            raise
+
+    def established() -> bool:
+        crd = ext.read_custom_resource_definition(f"{PLURAL}.{GROUP}")
+        conditions = (crd.status.conditions if crd.status else None) or []
+        return any(c.type == "Established" and c.status == "True" for c in conditions)
+
+    wait_for(established, message="the Widget CRD to be established")
+    return kubernetes.client.CustomObjectsApi()

@@ -70,10 +70,17 @@ def _experiment_crd() -> str:
     return crd.crd_yaml()
 
 
+def _experiment_reference() -> str:
+    from incluster_operator.api import reference
+
+    return reference.experiment_reference()
+
+
 #: path -> generator. Add a line per generated file.
 GENERATORS: dict[str, Callable[[], str]] = {
     "docs/context.md": _context_reference,
     "crds/experiments.incluster.dev.yaml": _experiment_crd,
+    "docs/experiment.md": _experiment_reference,
 }
 
 

@@ -23,55 +23,54 @@ from incluster import contract
 
 PREFIX: Final = "INCLUSTER_OPERATOR_"
 
-#: ``*`` (or unset/empty) for every namespace, else a comma-separated list.
 ENV_NAMESPACES: Final = PREFIX + "NAMESPACES"
-#: Outputs store as a PersistentVolumeClaim name (ReadWriteMany in a real cluster).
 ENV_OUTPUTS_CLAIM: Final = PREFIX + "OUTPUTS_CLAIM"
-#: Outputs store as a hostPath directory (dev cluster, single node). Exclusive with the claim.
 ENV_OUTPUTS_HOST_PATH: Final = PREFIX + "OUTPUTS_HOST_PATH"
-#: Where the outputs store is mounted in pods; outputs paths start with it.
 ENV_OUTPUTS_ROOT: Final = PREFIX + "OUTPUTS_ROOT"
-#: JSON object: store name -> ``{"claim": "pvc"}`` or ``{"hostPath": "/dir"}``.
 ENV_DATA_STORES: Final = PREFIX + "DATA_STORES"
-#: Where data stores are mounted in pods (``<root>/<store name>``).
 ENV_DATA_ROOT: Final = PREFIX + "DATA_ROOT"
-#: Where referenced outputs are mounted read-only (``<root>/experiments/<ref>``).
 ENV_REFS_ROOT: Final = PREFIX + "REFS_ROOT"
-#: Where the context ConfigMap is mounted in every container.
 ENV_CONTEXT_DIR: Final = PREFIX + "CONTEXT_DIR"
-#: Largest cluster definition (JSON bytes) inlined in env as INCLUSTER_CLUSTER/TF_CONFIG.
 ENV_INLINE_ENV_MAX_BYTES: Final = PREFIX + "INLINE_ENV_MAX_BYTES"
-#: The cluster's DNS domain, for replica addresses.
 ENV_CLUSTER_DOMAIN: Final = PREFIX + "CLUSTER_DOMAIN"
-#: ``true`` puts the evaluator in the TF cluster definition; by default it is outside.
 ENV_EVALUATOR_IN_CLUSTER: Final = PREFIX + "EVALUATOR_IN_CLUSTER"
-#: ``dns`` (a real cluster) or ``loopback`` (one machine: a 127.x.y.z address per replica).
 ENV_ADDRESSING: Final = PREFIX + "ADDRESSING"
-#: Lifetime of the scoped API token minted per experiment.
 ENV_TOKEN_TTL_SECONDS: Final = PREFIX + "TOKEN_TTL_SECONDS"
-#: How often a replica patches the tracking summary into the Experiment's status.
 ENV_SUMMARY_SYNC_SECONDS: Final = PREFIX + "SUMMARY_SYNC_SECONDS"
-#: Success policy when the spec names none: ``default`` or ``allWorkers``.
 ENV_SUCCESS_POLICY: Final = PREFIX + "SUCCESS_POLICY"
 
-#: Every env var this module reads (the chart must set no other INCLUSTER_OPERATOR_ name).
-ENV_VARS: Final = (
-    ENV_NAMESPACES,
-    ENV_OUTPUTS_CLAIM,
-    ENV_OUTPUTS_HOST_PATH,
-    ENV_OUTPUTS_ROOT,
-    ENV_DATA_STORES,
-    ENV_DATA_ROOT,
-    ENV_REFS_ROOT,
-    ENV_CONTEXT_DIR,
-    ENV_INLINE_ENV_MAX_BYTES,
-    ENV_CLUSTER_DOMAIN,
-    ENV_EVALUATOR_IN_CLUSTER,
-    ENV_ADDRESSING,
-    ENV_TOKEN_TTL_SECONDS,
-    ENV_SUMMARY_SYNC_SECONDS,
-    ENV_SUCCESS_POLICY,
-)
+#: Every env var this module reads, with its meaning (the docs table and the chart's tests
+#: use it; the chart must set no other INCLUSTER_OPERATOR_ name).
+HELP: Final[dict[str, str]] = {
+    ENV_NAMESPACES: "`*` (or empty) watches every namespace; else a comma-separated list.",
+    ENV_OUTPUTS_CLAIM: "Outputs store as a PersistentVolumeClaim (ReadWriteMany in a cluster).",
+    ENV_OUTPUTS_HOST_PATH: (
+        "Outputs store as a hostPath directory (single node, dev cluster); excludes the "
+        "claim. Neither set: an emptyDir per pod (outputs die with the pod)."
+    ),
+    ENV_OUTPUTS_ROOT: "Where the outputs store is mounted in pods; outputs paths start with it.",
+    ENV_DATA_STORES: (
+        'JSON object: store name -> `{"claim": "<pvc>"}` or `{"hostPath": "<dir>"}`; '
+        "mounted read-only when an Experiment lists the name in `spec.data`."
+    ),
+    ENV_DATA_ROOT: "Where data stores are mounted in pods (`<root>/<store name>`).",
+    ENV_REFS_ROOT: "Where referenced outputs are mounted read-only (`<root>/experiments/<ref>`).",
+    ENV_CONTEXT_DIR: "Where the context ConfigMap is mounted in every container.",
+    ENV_INLINE_ENV_MAX_BYTES: (
+        "Largest JSON value (cluster definition, declarations, paths) inlined in env; larger "
+        "ones are read from the mounted files, keeping pods O(1) in the replica count."
+    ),
+    ENV_CLUSTER_DOMAIN: "The cluster's DNS domain, for replica addresses.",
+    ENV_EVALUATOR_IN_CLUSTER: "`true` lists the evaluator in the cluster definition.",
+    ENV_ADDRESSING: (
+        "`dns` (a real cluster) or `loopback` (one machine: each replica gets its own "
+        "127.x.y.z address and keeps its declared port)."
+    ),
+    ENV_TOKEN_TTL_SECONDS: "Lifetime of the scoped API token minted per experiment (>= 600).",
+    ENV_SUMMARY_SYNC_SECONDS: "How often a replica patches its tracking summary into the status.",
+    ENV_SUCCESS_POLICY: "Success policy when the spec names none: `default` or `allWorkers`.",
+}
+ENV_VARS: Final = tuple(HELP)
 
 Addressing = Literal["dns", "loopback"]
 SuccessPolicyName = Literal["default", "allWorkers"]

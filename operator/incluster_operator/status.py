@@ -1,1 +1,503 @@
-"""Placeholder: pods -> Experiment status (issue 5)."""
+"""Pods -> the Experiment's status, plus what to do about it. Pure: no I/O, no clock.
+
+The handlers list the experiment's pods, call ``reconcile()`` with the previous status
+and the current time, then execute the returned ``Decision``: create the missing pods,
+delete the listed ones, patch the status, post the events, delete the Experiment when its
+TTL has expired and look again after ``requeue_after`` seconds. Keeping every rule here
+(success policy, backoff, deadline, cleanup, TTL) makes them testable without a cluster,
+and the handlers stay a thin loop around API calls.
+
+Idempotence: the same inputs give the same decision, and a decision executed twice does
+no harm. A failed pod is counted once: its uid is remembered in ``status.retriedPods``
+until it is gone, so a lagging watch that shows it again does not spend backoff twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+import pydantic
+from incluster import contract
+
+from incluster_operator.api import names
+from incluster_operator.api.models import (
+    Condition,
+    ExperimentSpec,
+    ExperimentStatus,
+    Phase,
+    ReplicaStatus,
+)
+from incluster_operator.api.validation import InvalidSpec
+from incluster_operator.render.context import ExperimentMeta, outputs_path
+from incluster_operator.settings import Settings
+
+#: Exit codes at or above this are signals (killed, OOM, preempted): worth a retry.
+RETRYABLE_EXIT_CODE = 128
+
+LEADERS = (contract.MASTER, contract.CHIEF)
+FINISHED: tuple[Phase, ...] = ("Succeeded", "Failed")
+
+
+@dataclass(frozen=True)
+class ObservedPod:
+    """The facts about one pod that the status rules use."""
+
+    name: str
+    uid: str
+    task_type: str
+    index: int
+    phase: str
+    restarts: int
+    exit_code: int | None
+    reason: str
+    deleting: bool
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.task_type, self.index)
+
+    @property
+    def active(self) -> bool:
+        return self.phase not in ("Succeeded", "Failed")
+
+    def describe(self) -> str:
+        detail = f"exit code {self.exit_code}" if self.exit_code is not None else "no exit code"
+        return f"pod {self.name} failed ({detail}{', ' + self.reason if self.reason else ''})"
+
+
+def _int(value: Any, default: int = 0) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+def observe(pod: Mapping[str, Any]) -> ObservedPod | None:
+    """Parse a pod object (as the API returns it); None when it is not a replica pod."""
+    metadata = pod.get("metadata") or {}
+    labels = metadata.get("labels") or {}
+    task_type = labels.get(names.LABEL_REPLICA_TYPE)
+    index = str(labels.get(names.LABEL_REPLICA_INDEX, ""))
+    if task_type not in contract.TASK_TYPES or not index.isdigit():
+        return None
+    status = pod.get("status") or {}
+    statuses = list(status.get("initContainerStatuses") or []) + list(
+        status.get("containerStatuses") or []
+    )
+    restarts = sum(_int(s.get("restartCount")) for s in statuses)
+    exit_code: int | None = None
+    reason = str(status.get("reason") or "")
+    for s in statuses:
+        for state in ((s.get("state") or {}), (s.get("lastState") or {})):
+            terminated = state.get("terminated") or {}
+            code = terminated.get("exitCode")
+            if isinstance(code, int) and code != 0 and (exit_code is None or code > exit_code):
+                exit_code = code
+                reason = reason or str(terminated.get("reason") or "")
+    return ObservedPod(
+        name=str(metadata.get("name", "")),
+        uid=str(metadata.get("uid", "")),
+        task_type=str(task_type),
+        index=int(index),
+        phase=str(status.get("phase") or "Pending"),
+        restarts=restarts,
+        exit_code=exit_code,
+        reason=reason,
+        deleting=bool(metadata.get("deletionTimestamp")),
+    )
+
+
+@dataclass(frozen=True)
+class Event:
+    """A Kubernetes Event to post on the Experiment."""
+
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the handlers must do now; every field is data, executed in this order."""
+
+    status: ExperimentStatus
+    #: Replicas (type, index) whose pod to create: render_pod(plan, type, index).
+    create: tuple[tuple[str, int], ...] = ()
+    #: Pod names to delete (failed pods to recreate, cleanup after the end, strays).
+    delete: tuple[str, ...] = ()
+    events: tuple[Event, ...] = ()
+    #: ttlSecondsAfterFinished has expired: delete the Experiment (children follow).
+    delete_experiment: bool = False
+    #: Reconcile again after this many seconds even without a pod event (deadline, TTL).
+    requeue_after: float | None = None
+
+    def status_patch(self) -> dict[str, Any]:
+        """The status as a merge patch body; ``tracking`` is left to the replicas."""
+        return self.status.model_dump(
+            mode="json", by_alias=True, exclude_none=True, exclude={"tracking"}
+        )
+
+
+def format_time(moment: datetime) -> str:
+    """RFC 3339 in UTC with a Z, as Kubernetes writes times."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(value: str | None) -> datetime | None:
+    """Inverse of ``format_time``; None for absent or unparseable values."""
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def previous_status(previous: Mapping[str, Any] | None) -> ExperimentStatus:
+    """The last written status; a malformed one is treated as none (we rewrite it)."""
+    try:
+        return ExperimentStatus.model_validate(dict(previous or {}), strict=False)
+    except pydantic.ValidationError:
+        return ExperimentStatus()
+
+
+def set_condition(
+    conditions: Sequence[Condition],
+    type_: str,
+    status: bool,
+    reason: str,
+    message: str,
+    now: datetime,
+) -> list[Condition]:
+    """Conditions with ``type_`` set; lastTransitionTime moves only when status flips."""
+    value: Literal["True", "False"] = "True" if status else "False"
+    out: list[Condition] = []
+    found = False
+    for c in conditions:
+        if c.type != type_:
+            out.append(c)
+            continue
+        found = True
+        moved = c.status != value
+        out.append(
+            Condition(
+                type=type_,
+                status=value,
+                reason=reason,
+                message=message,
+                last_transition_time=format_time(now) if moved else c.last_transition_time,
+            )
+        )
+    if not found:
+        out.append(
+            Condition(
+                type=type_,
+                status=value,
+                reason=reason,
+                message=message,
+                last_transition_time=format_time(now),
+            )
+        )
+    return out
+
+
+def _replica_statuses(
+    pods: Iterable[ObservedPod], types: Iterable[str]
+) -> dict[str, ReplicaStatus]:
+    counts = {t: {"active": 0, "succeeded": 0, "failed": 0} for t in types}
+    for pod in pods:
+        bucket = counts.setdefault(pod.task_type, {"active": 0, "succeeded": 0, "failed": 0})
+        if pod.phase == "Succeeded":
+            bucket["succeeded"] += 1
+        elif pod.phase == "Failed":
+            bucket["failed"] += 1
+        else:
+            bucket["active"] += 1
+    return {t: ReplicaStatus(**c) for t, c in sorted(counts.items())}
+
+
+def _cleanup(pods: Iterable[ObservedPod], policy: str) -> tuple[str, ...]:
+    """Pods to delete once the experiment has finished, per cleanPodPolicy."""
+    if policy == "None":
+        return ()
+    return tuple(sorted(p.name for p in pods if not p.deleting and (policy == "All" or p.active)))
+
+
+def _ttl(status: ExperimentStatus, ttl: int | None, now: datetime) -> tuple[bool, float | None]:
+    completed = parse_time(status.completion_time)
+    if ttl is None or completed is None:
+        return False, None
+    remaining = (completed + timedelta(seconds=ttl) - now).total_seconds()
+    return (True, None) if remaining <= 0 else (False, remaining)
+
+
+def _leader(spec: ExperimentSpec) -> str | None:
+    return next((t for t in LEADERS if t in spec.replicas), None)
+
+
+def _succeeded(
+    spec: ExperimentSpec, by_key: Mapping[tuple[str, int], ObservedPod], policy: str
+) -> str | None:
+    """A message when the success policy is met, else None."""
+
+    def done(key: tuple[str, int]) -> bool:
+        pod = by_key.get(key)
+        return pod is not None and pod.phase == "Succeeded"
+
+    leader = _leader(spec)
+    if policy == "allWorkers":
+        keys = [(leader, 0)] if leader else []
+        worker = spec.replicas.get(contract.WORKER)
+        keys += [(contract.WORKER, i) for i in range(worker.replicas if worker else 0)]
+        if keys and all(done(k) for k in keys):
+            return f"all {len(keys)} {'master/chief and ' if leader else ''}worker pods succeeded"
+        return None
+    deciding = (leader, 0) if leader else (contract.WORKER, 0)
+    if done(deciding):
+        return f"{deciding[0]} {deciding[1]} succeeded"
+    return None
+
+
+def _finish(
+    status: ExperimentStatus,
+    phase: Phase,
+    reason: str,
+    message: str,
+    pods: Sequence[ObservedPod],
+    spec: ExperimentSpec | None,
+    now: datetime,
+) -> Decision:
+    conditions = set_condition(status.conditions, "Running", False, reason, message, now)
+    conditions = set_condition(conditions, phase, True, reason, message, now)
+    finished = status.model_copy(
+        update={
+            "phase": phase,
+            "conditions": conditions,
+            "completion_time": format_time(now),
+            "retried_pods": [],
+        }
+    )
+    policy = spec.run_policy.clean_pod_policy if spec else "None"
+    ttl = spec.run_policy.ttl_seconds_after_finished if spec else None
+    expired, requeue = _ttl(finished, ttl, now)
+    return Decision(
+        status=finished,
+        delete=_cleanup(pods, policy),
+        events=(Event("Normal" if phase == "Succeeded" else "Warning", reason, message),),
+        delete_experiment=expired,
+        requeue_after=requeue,
+    )
+
+
+def reconcile(
+    spec: ExperimentSpec,
+    meta: ExperimentMeta,
+    pods: Iterable[Mapping[str, Any]],
+    previous: Mapping[str, Any] | None,
+    now: datetime,
+    settings: Settings,
+    generation: int | None = None,
+) -> Decision:
+    """The new status of a valid experiment and the actions that follow from its pods."""
+    prev = previous_status(previous)
+    observed = [p for p in (observe(pod) for pod in pods) if p is not None]
+    desired = {(t, i) for t, r in spec.replicas.items() for i in range(r.replicas)}
+    by_key: dict[tuple[str, int], ObservedPod] = {}
+    strays: list[str] = []
+    for pod in sorted(observed, key=lambda p: (p.deleting, p.name)):
+        if pod.key in desired and pod.key not in by_key:
+            by_key[pod.key] = pod
+        elif not pod.deleting:
+            strays.append(pod.name)
+    running = sum(1 for p in by_key.values() if p.phase == "Running" and not p.deleting)
+    status = prev.model_copy(
+        update={
+            "replica_statuses": _replica_statuses(by_key.values(), spec.replicas),
+            "ready": f"{running}/{len(desired)}",
+            "outputs_path": outputs_path(spec, meta, settings),
+            "restarts": sum(p.restarts for p in by_key.values()),
+            "observed_generation": generation
+            if generation is not None
+            else prev.observed_generation,
+        }
+    )
+
+    if prev.phase in FINISHED:
+        expired, requeue = _ttl(status, spec.run_policy.ttl_seconds_after_finished, now)
+        return Decision(
+            status=status,
+            delete=_cleanup(observed, spec.run_policy.clean_pod_policy),
+            delete_experiment=expired,
+            requeue_after=requeue,
+        )
+
+    start = parse_time(prev.start_time) or now
+    status = status.model_copy(update={"start_time": format_time(start)})
+    if prev.start_time is None:
+        status = status.model_copy(
+            update={
+                "conditions": set_condition(
+                    status.conditions,
+                    "Created",
+                    True,
+                    "PodsCreated",
+                    f"creating {len(desired)} pod(s) and the headless service {meta.name}",
+                    now,
+                )
+            }
+        )
+
+    deadline = spec.run_policy.active_deadline_seconds
+    if deadline is not None and (now - start).total_seconds() >= deadline:
+        return _finish(
+            status,
+            "Failed",
+            "DeadlineExceeded",
+            f"the experiment ran longer than runPolicy.activeDeadlineSeconds={deadline}",
+            observed,
+            spec,
+            now,
+        )
+
+    policy = spec.run_policy.success_policy or settings.success_policy
+    success = _succeeded(spec, by_key, policy)
+    if success is not None:
+        return _finish(status, "Succeeded", "ExperimentSucceeded", success, observed, spec, now)
+
+    # Failures: decide per failed pod whether to retry it or fail the experiment.
+    retried = [uid for uid in status.retried_pods if uid in {p.uid for p in observed}]
+    failures = status.failures
+    to_delete: list[str] = []
+    events: list[Event] = []
+    backoff = spec.run_policy.backoff_limit
+    for key in sorted(by_key):
+        pod = by_key[key]
+        if pod.phase != "Failed" or pod.deleting or pod.uid in retried:
+            continue
+        policy_name = spec.replicas[pod.task_type].restart_policy
+        retryable = policy_name == "OnFailure" or (
+            policy_name == "ExitCode"
+            and (pod.exit_code is None or pod.exit_code >= RETRYABLE_EXIT_CODE)
+        )
+        if not retryable:
+            fix = (
+                "the exit code is not retryable (< 128)"
+                if policy_name == "ExitCode"
+                else "restartPolicy is Never"
+            )
+            return _finish(
+                status.model_copy(update={"failures": failures + 1}),
+                "Failed",
+                "PodFailed",
+                f"{pod.describe()}; {fix}",
+                observed,
+                spec,
+                now,
+            )
+        if failures + status.restarts + 1 > backoff:
+            return _finish(
+                status.model_copy(update={"failures": failures + 1}),
+                "Failed",
+                "BackoffLimitExceeded",
+                f"{pod.describe()}; runPolicy.backoffLimit={backoff} retries are used up",
+                observed,
+                spec,
+                now,
+            )
+        failures += 1
+        retried.append(pod.uid)
+        to_delete.append(pod.name)
+        events.append(Event("Warning", "PodRecreated", f"{pod.describe()}; recreating it"))
+    if failures + status.restarts > backoff:
+        return _finish(
+            status,
+            "Failed",
+            "BackoffLimitExceeded",
+            f"{status.restarts} container restart(s) exceed runPolicy.backoffLimit={backoff}",
+            observed,
+            spec,
+            now,
+        )
+
+    create = tuple(sorted(k for k in desired if k not in by_key))
+    conditions = status.conditions
+    if to_delete:
+        conditions = set_condition(
+            conditions, "Restarting", True, "PodRecreated", events[-1].message, now
+        )
+    all_up = (
+        not create
+        and not to_delete
+        and all(p.phase in ("Running", "Succeeded") and not p.deleting for p in by_key.values())
+    )
+    phase: Phase = "Running" if all_up else "Pending"
+    if all_up:
+        conditions = set_condition(
+            conditions, "Running", True, "PodsRunning", f"all {len(desired)} pod(s) are up", now
+        )
+        if any(c.type == "Restarting" and c.status == "True" for c in conditions):
+            conditions = set_condition(
+                conditions, "Restarting", False, "PodsRunning", "recreated pods are up", now
+            )
+    if phase != prev.phase:
+        events.append(
+            Event("Normal", f"Experiment{phase}", f"{running}/{len(desired)} pod(s) running")
+        )
+    remaining = None
+    if deadline is not None:
+        remaining = max(deadline - (now - start).total_seconds(), 0.0)
+    return Decision(
+        status=status.model_copy(
+            update={
+                "phase": phase,
+                "conditions": conditions,
+                "failures": failures,
+                "retried_pods": sorted(retried),
+            }
+        ),
+        create=create,
+        delete=tuple(sorted(to_delete + strays)),
+        events=tuple(events),
+        requeue_after=remaining,
+    )
+
+
+def invalid(
+    error: InvalidSpec,
+    previous: Mapping[str, Any] | None,
+    now: datetime,
+    generation: int | None = None,
+) -> Decision:
+    """A spec that cannot run: Failed with an InvalidSpec condition; create nothing.
+
+    Idempotent: the same error keeps its transition time and posts no new event.
+    """
+    prev = previous_status(previous)
+    message = str(error)
+    same = any(
+        c.type == "InvalidSpec" and c.status == "True" and c.message == message
+        for c in prev.conditions
+    )
+    conditions = set_condition(prev.conditions, "InvalidSpec", True, "InvalidSpec", message, now)
+    conditions = set_condition(conditions, "Failed", True, "InvalidSpec", message, now)
+    status = prev.model_copy(
+        update={
+            "phase": "Failed",
+            "conditions": conditions,
+            "completion_time": prev.completion_time if same else format_time(now),
+            "observed_generation": generation,
+        }
+    )
+    events = () if same else (Event("Warning", "InvalidSpec", message),)
+    return Decision(status=status, events=events)
+
+
+__all__ = [
+    "Decision",
+    "Event",
+    "ObservedPod",
+    "invalid",
+    "observe",
+    "reconcile",
+]

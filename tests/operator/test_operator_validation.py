@@ -6,6 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from incluster_operator.api import ExperimentSpec, InvalidSpec, validate
+from incluster_operator.render import ExperimentMeta, render_all
 from incluster_operator.settings import Settings, VolumeSource
 
 SETTINGS = Settings(data_stores={"imagenet": VolumeSource(claim="imagenet")})
@@ -81,6 +82,11 @@ def test_camel_case_fields_are_read():
             ">= 1",
         ),
         (
+            lambda s: s["replicas"]["worker"].update(replicas=10**9),
+            "spec.replicas.worker.replicas",
+            "<= 10000",
+        ),
+        (
             lambda s: s["replicas"]["worker"].update(replicas="2"),
             "spec.replicas.worker.replicas",
             "integer",
@@ -145,6 +151,13 @@ def test_all_problems_are_reported_at_once():
     with pytest.raises(InvalidSpec) as info:
         validate(raw, "xp", SETTINGS)
     assert len(info.value.problems) == 3
+
+
+def test_loopback_addressing_bounds_the_replica_count():
+    loopback = Settings(addressing="loopback")
+    with pytest.raises(InvalidSpec, match=r"spec\.replicas\.worker\.replicas: loopback"):
+        validate(spec(worker={"replicas": 8193}), "xp", loopback)
+    assert validate(spec(worker={"replicas": 8192}), "xp", loopback)
 
 
 def test_a_non_object_spec_is_invalid():
@@ -213,10 +226,13 @@ def test_malformed_specs_raise_only_invalid_spec(mutations, name):
     problems: tuple[str, ...] = ()
     try:
         got = validate(raw, name, SETTINGS)
+        # What validate() accepts, rendering turns into objects or an InvalidSpec (a clash).
+        children = render_all(got, ExperimentMeta(name, "ns", "uid"), SETTINGS)
     except InvalidSpec as exc:
         problems = exc.problems
     else:
         assert isinstance(got, ExperimentSpec)
+        assert len(children.pods) == sum(r.replicas for r in got.replicas.values())
         return
     assert problems
     assert all(p.startswith(("spec", "metadata.name")) for p in problems)

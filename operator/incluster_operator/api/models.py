@@ -31,6 +31,9 @@ CleanPodPolicy = Literal["None", "Running", "All"]
 SuccessPolicy = Literal["default", "allWorkers"]
 Phase = Literal["Pending", "Running", "Succeeded", "Failed"]
 
+#: Per replica type; the cluster definition of 10,000 addresses still fits a ConfigMap.
+MAX_REPLICAS = 10_000
+
 #: Free-form objects (pod templates, hyperparameters) keep unknown fields in the CRD.
 PRESERVE = {"x-kubernetes-preserve-unknown-fields": True}
 
@@ -63,7 +66,10 @@ class ReplicaSpec(_Model):
     replicas: int = Field(
         default=1,
         ge=1,
-        description="How many pods of this type to run (>= 1). master and chief allow 1.",
+        le=MAX_REPLICAS,
+        description=(
+            f"How many pods of this type to run (1 to {MAX_REPLICAS}). master and chief allow 1."
+        ),
     )
     port: int = Field(
         default=2222,
@@ -237,6 +243,10 @@ class ExperimentStatus(_Observed):
     outputs_path: str | None = Field(default=None, description="Where the outputs are written.")
     restarts: int = Field(default=0, description="Container restarts and recreated pods.")
     failures: int = Field(default=0, description="Pod failures observed.")
+    retried_pods: list[str] = Field(
+        default_factory=list,
+        description="Uids of failed pods already counted against backoffLimit and being replaced.",
+    )
     observed_generation: int | None = Field(
         default=None, description="The spec generation this status describes."
     )

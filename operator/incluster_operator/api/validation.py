@@ -19,6 +19,9 @@ from incluster_operator.api import names
 from incluster_operator.api.models import ExperimentSpec
 from incluster_operator.settings import Settings
 
+#: topology.loopback_host encodes the index in 13 bits.
+LOOPBACK_MAX_REPLICAS = 8192
+
 #: How many problems one message lists (the rest are summarised as a count).
 MAX_PROBLEMS = 5
 
@@ -168,6 +171,13 @@ def validate(raw: Any, name: str, settings: Settings) -> ExperimentSpec:
                 f"spec.data[{i}]: unknown data store {store!r}; use one the operator "
                 f"knows ({known})"
             )
+    if settings.addressing == "loopback":
+        for task_type, replica in sorted(spec.replicas.items()):
+            if replica.replicas > LOOPBACK_MAX_REPLICAS:
+                problems.append(
+                    f"spec.replicas.{task_type}.replicas: loopback addressing (one machine) "
+                    f"allows at most {LOOPBACK_MAX_REPLICAS} replicas per type; use fewer"
+                )
     if len(set(spec.data)) != len(spec.data):
         problems.append("spec.data: a data store is listed twice; list each once")
     if not unknown:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,15 @@ class ExperimentMeta:
     name: str
     namespace: str
     uid: str
+
+    @classmethod
+    def from_metadata(cls, metadata: Mapping[str, Any]) -> ExperimentMeta:
+        """From the Experiment's ``metadata`` as the API (or kopf's ``meta``) gives it."""
+        return cls(
+            name=str(metadata["name"]),
+            namespace=str(metadata["namespace"]),
+            uid=str(metadata["uid"]),
+        )
 
     @property
     def key(self) -> str:

@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE = ROOT / "examples" / "distributed.yaml"
+EXAMPLE = ROOT / "examples" / "03-peers.yaml"
 
 
 def free_port() -> int:

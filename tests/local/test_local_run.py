@@ -30,7 +30,7 @@ def test_distributed_example_runs_locally(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert code == 0, printed
     ns = doc["metadata"]["namespace"]
-    outputs = out / ns / "examples" / "distributed"
+    outputs = out / ns / "examples" / "peers"
     # Every replica reached every other one and wrote its own event file and model.
     events = sorted(p.name for p in (outputs / "events").iterdir())
     assert events == [f"{r}.jsonl" for r in REPLICAS]
@@ -47,8 +47,8 @@ def test_distributed_example_runs_locally(tmp_path, capsys):
         kind, index = replica.rsplit("-", 1)
         assert f"{replica:<8} | {kind}:{index}: exchanged greetings with" in printed
     assert "Succeeded: master-0 succeeded" in printed
-    logs = out / ".incluster" / ns / "distributed" / "pods" / ns
-    assert "done" in (logs / "distributed-worker-1" / "logs" / "main.log").read_text()
+    logs = out / ".incluster" / ns / "peers" / "pods" / ns
+    assert "done" in (logs / "peers-worker-1" / "logs" / "main.log").read_text()
 
 
 def test_failing_worker_fails_the_run_and_names_it(tmp_path, capsys):

@@ -5,7 +5,7 @@ definition, waits for its peers, connects to each of them over TCP and exchanges
 greeting, trains a toy model, and logs metrics and an artifact. It proves, end to end,
 that each replica sees its own identity and the right peers, and that they can really
 talk to each other: the same file runs under the operator, under `incluster run`, and
-as a plain `python examples/distributed.py` (a cluster of one).
+as a plain `python examples/peers.py` (a cluster of one).
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def main() -> int:
     print(f"{identity}: cluster {cluster}", flush=True)
 
     own = cluster.get(str(task["type"]), [])
-    if not own:  # a plain `python examples/distributed.py`: a cluster of one
+    if not own:  # a plain `python examples/peers.py`: a cluster of one
         server = None
         peers: dict[str, str] = {}
     else:

@@ -198,6 +198,13 @@ class PodRunner:
         self._watch: watch.Watch | None = None
         self._thread = threading.Thread(target=self._loop, name="podrunner", daemon=True)
 
+    @classmethod
+    def for_url(cls, url: str, root: Path, **options: Any) -> PodRunner:
+        """A runner for the API at ``url`` without credentials (the emulator)."""
+        configuration = client.Configuration()
+        configuration.host = url
+        return cls(client.ApiClient(configuration), root, **options)
+
     def __enter__(self) -> PodRunner:
         return self.start()
 

@@ -38,6 +38,7 @@ class Greetings(socketserver.ThreadingTCPServer):
     def __init__(self, address: tuple[str, int], identity: str) -> None:
         self.identity = identity
         self.greeted_by: set[str] = set()
+        self.finished: set[str] = set()
         self.changed = threading.Condition()
         super().__init__(address, _Handler)
 
@@ -49,19 +50,28 @@ class _Handler(socketserver.StreamRequestHandler):
         line = self.rfile.readline(4096)
         if not line:  # wait_for_peers only probes the port
             return
+        message = json.loads(line)
         self.wfile.write(json.dumps({"from": server.identity}).encode() + b"\n")
         with server.changed:
-            server.greeted_by.add(json.loads(line)["from"])
+            (server.finished if message.get("done") else server.greeted_by).add(message["from"])
             server.changed.notify_all()
 
 
-def greet(address: str, identity: str) -> str:
-    """Send our identity to a peer and return the identity it answers with."""
+def greet(address: str, identity: str, done: bool = False) -> str:
+    """Send our identity (and whether we are done) to a peer; return who answered."""
     host, _, port = address.rpartition(":")
     with socket.create_connection((host, int(port)), timeout=10) as conn:
-        conn.sendall(json.dumps({"from": identity}).encode() + b"\n")
+        conn.sendall(json.dumps({"from": identity, "done": done}).encode() + b"\n")
         reply = conn.makefile("rb").readline()
     return str(json.loads(reply)["from"])
+
+
+def leader_of(cluster: dict[str, list[str]]) -> str:
+    """The replica that decides success: master or chief, else worker 0."""
+    for task_type in ("master", "chief", "worker"):
+        if cluster.get(task_type):
+            return f"{task_type}:0"
+    return ""
 
 
 def main() -> int:
@@ -123,17 +133,28 @@ def main() -> int:
     tracking.log_artifact_ref(model, name=f"model-{task['type']}-{task['index']}")
     tracking.log_outputs(loss=loss, w=w, b=b)
 
-    # Stay reachable until every peer has greeted us, so no peer finds us gone.
-    if server is not None:
-        with server.changed:
-            done = server.changed.wait_for(lambda: server.greeted_by >= set(peers), timeout=TIMEOUT)
-        server.shutdown()
-        if not done:
-            missing = sorted(set(peers) - server.greeted_by)
-            print(f"{identity}: never greeted by {missing}", file=sys.stderr)
-            return 1
     tracking.end()
     print(f"{identity}: done, loss {loss:.4f}", flush=True)
+
+    # Stay reachable until every peer has greeted us, so no peer finds us gone. The
+    # leader leaves last, once every peer reported done: when it succeeds (and the
+    # experiment with it), every replica's metrics and artifact are already written.
+    if server is not None:
+        leader = leader_of(cluster)
+        wanted = set(peers)
+
+        def complete() -> bool:
+            return server.greeted_by >= wanted and (identity != leader or server.finished >= wanted)
+
+        with server.changed:
+            done = server.changed.wait_for(complete, timeout=TIMEOUT)
+        if done and identity != leader:
+            greet(peers[leader], identity, done=True)
+        server.shutdown()
+        if not done:
+            missing = sorted(wanted - server.greeted_by) or sorted(wanted - server.finished)
+            print(f"{identity}: still waiting for {missing}", file=sys.stderr)
+            return 1
     return 0
 
 

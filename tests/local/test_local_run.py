@@ -46,9 +46,10 @@ def test_distributed_example_runs_locally(tmp_path, capsys):
     for replica in REPLICAS:
         kind, index = replica.rsplit("-", 1)
         assert f"{replica:<8} | {kind}:{index}: exchanged greetings with" in printed
-    assert "Succeeded: master-0 succeeded" in printed
+    assert "Succeeded: master 0 succeeded" in printed
     logs = out / ".incluster" / ns / "peers" / "pods" / ns
-    assert "done" in (logs / "peers-worker-1" / "logs" / "main.log").read_text()
+    (worker_dir,) = logs.glob("peers-worker-1-*")
+    assert "done" in (worker_dir / "logs" / "main.log").read_text()
 
 
 def test_failing_worker_fails_the_run_and_names_it(tmp_path, capsys):
@@ -66,7 +67,9 @@ def test_failing_worker_fails_the_run_and_names_it(tmp_path, capsys):
     code = run_cli(path, "--outputs", tmp_path / "out", "--color", "never", "--grace", "2")
     printed = capsys.readouterr().out
     assert code == 1
-    assert "Failed: replica worker-1 failed: main exited 1" in printed
+    assert (
+        "Failed: pod peers-worker-1 failed (exit code 1, Error); restartPolicy is Never" in printed
+    )
     assert "master-0 | * Stopped" in printed
 
 
@@ -163,3 +166,26 @@ def test_without_the_operator_extra_the_command_says_how_to_install_it(capsys):
     err = capsys.readouterr().err
     assert "pip install 'incluster[operator]'" in err
     assert "pydantic" in err
+
+
+def test_exit_code_policy_recreates_a_killed_worker(tmp_path, capsys):
+    """The operator's rules decide: a retryable exit (>= 128) recreates the pod."""
+    path, doc = unique_example(tmp_path)
+    marker = tmp_path / "killed-once"
+    flaky = (
+        "import os, pathlib, sys, json; t = json.loads(os.environ['INCLUSTER_TASK_INFO']);"
+        f"m = pathlib.Path({str(marker)!r});"
+        "first = t['index'] == 1 and not m.exists(); m.touch() if first else None;"
+        "sys.exit(137 if first else 0)"
+    )
+    for kind in ("master", "worker", "ps"):
+        replica = doc["spec"]["replicas"][kind]
+        replica["template"]["spec"]["containers"][0]["command"] = [sys.executable, "-c", flaky]
+    doc["spec"]["replicas"]["worker"]["restartPolicy"] = "ExitCode"
+    doc["spec"]["runPolicy"] = {"backoffLimit": 1, "successPolicy": "allWorkers"}
+    path.write_text(yaml.safe_dump(doc))
+    code = run_cli(path, "--outputs", tmp_path / "out", "--color", "never")
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert "PodRecreated: pod peers-worker-1 failed (exit code 137" in printed
+    assert "Succeeded: all 3 master/chief and worker pods succeeded" in printed

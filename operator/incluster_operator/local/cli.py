@@ -95,7 +95,7 @@ def run_command(args: Any) -> int:
     colour = args.color == "always" or (
         args.color == "auto" and tty and not os.environ.get("NO_COLOR")
     )
-    replicas = [label(r) for r in sorted(prepared.plans)]
+    replicas = [label(r) for r in sorted(prepared.pods)]
     console = Console(out, replicas, colour=colour, live=tty)
     for replica, address in sorted(prepared.addresses.items()):
         console.message(f"{label(replica)}: {address}")

@@ -14,10 +14,10 @@ from __future__ import annotations
 import queue
 import shutil
 import threading
-import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -29,14 +29,16 @@ from incluster_operator.local.address import replica_address
 from incluster_operator.local.console import Console
 from incluster_operator.local.errors import PodSpecError
 from incluster_operator.local.lookups import StaticLookups, config_map_bytes
-from incluster_operator.local.outcome import Outcome, Replica, decide
 from incluster_operator.local.plan import Layout, Node, PodPlan, plan_pod
 from incluster_operator.local.podrun import PodRun
-from incluster_operator.local.state import PodState
+from incluster_operator.local.state import PodState, pod_status
 from incluster_operator.render import ExperimentMeta, render_all
 from incluster_operator.render.context import outputs_subpath
 from incluster_operator.settings import Settings, VolumeSource
+from incluster_operator.status import reconcile
 
+#: A replica: (task type, index).
+Replica = tuple[str, int]
 #: Exit code after Ctrl-C, as a shell reports a SIGINT death.
 INTERRUPTED = 130
 #: hostPath names the local settings give the stores; mapped to local directories.
@@ -109,15 +111,26 @@ def local_settings(options: Options) -> Settings:
 
 @dataclass(frozen=True)
 class Prepared:
-    """A validated, rendered and planned local run, ready to start."""
+    """A validated and rendered local run, every pod planned once: ready to start."""
 
     manifest: Manifest
     spec: ExperimentSpec
+    meta: ExperimentMeta
     settings: Settings
-    plans: Mapping[Replica, PodPlan]
+    pods: Mapping[Replica, dict[str, Any]]
+    lookups: StaticLookups
+    layout: Layout
+    workdir: Path
     addresses: Mapping[Replica, str]
     outputs_path: Path
     state_dir: Path
+
+    def plan(self, replica: Replica, uid: str) -> PodPlan:
+        """The replica's pod as this machine runs it; ``uid`` names a fresh pod directory."""
+        pod = self.pods[replica]
+        pod = {**pod, "metadata": {**pod["metadata"], "uid": uid}}
+        node = Node(pod_ip=self.addresses[replica])
+        return plan_pod(pod, self.lookups, self.layout, node=node, workdir=self.workdir)
 
 
 def prepare(manifest: Manifest, options: Options) -> Prepared:
@@ -138,17 +151,14 @@ def prepare(manifest: Manifest, options: Options) -> Prepared:
     host_paths = {OUTPUTS_HOST_PATH: outputs}
     host_paths.update({f"{DATA_HOST_PATH}/{n}": d.absolute() for n, d in options.data.items()})
     layout = Layout(state_dir, host_paths=host_paths)
-    plans: dict[Replica, PodPlan] = {}
+    pods: dict[Replica, dict[str, Any]] = {}
     addresses: dict[Replica, str] = {}
     for pod in children.pods:
         labels = pod["metadata"]["labels"]
         replica = (labels[names.LABEL_REPLICA_TYPE], int(labels[names.LABEL_REPLICA_INDEX]))
+        pods[replica] = pod
         try:
             first = plan_pod(pod, lookups, layout, workdir=options.workdir)
-            address = replica_address(first) or "127.0.0.1"
-            plans[replica] = plan_pod(
-                pod, lookups, layout, node=Node(pod_ip=address), workdir=options.workdir
-            )
         except PodSpecError as error:
             if not error.retriable:
                 raise
@@ -158,12 +168,16 @@ def prepare(manifest: Manifest, options: Options) -> Prepared:
                 f"{str(error).split(': ', 1)[-1]}; a local run has only the objects the "
                 "operator renders (Service, context ConfigMap, pods): remove the reference",
             ) from None
-        addresses[replica] = address
+        addresses[replica] = replica_address(first) or "127.0.0.1"
     return Prepared(
         manifest=manifest,
         spec=spec,
+        meta=meta,
         settings=settings,
-        plans=plans,
+        pods=pods,
+        lookups=lookups,
+        layout=layout,
+        workdir=options.workdir,
         addresses=addresses,
         outputs_path=outputs / outputs_subpath(spec, meta),
         state_dir=state_dir,
@@ -174,83 +188,132 @@ def label(replica: Replica) -> str:
     return f"{replica[0]}-{replica[1]}"
 
 
+@dataclass(frozen=True)
+class Outcome:
+    phase: str
+    message: str
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.phase == "Succeeded" else 1
+
+
+@dataclass
+class _Pod:
+    uid: str
+    run: PodRun
+
+
 @dataclass
 class LocalRun:
-    """Runs a prepared experiment to its outcome; ``run()`` returns the exit code."""
+    """Runs a prepared experiment to its outcome; ``run()`` returns the exit code.
+
+    The decisions are the operator's own (``status.reconcile``): the run keeps the
+    replicas' pods as API objects with the status a kubelet would report, asks reconcile
+    what to do, and does it (create, delete to recreate, finish), so success policy,
+    restart policies, ``backoffLimit`` and ``activeDeadlineSeconds`` behave as in a cluster.
+    """
 
     prepared: Prepared
     console: Console
     grace: float = 10.0
-    _events: queue.Queue[tuple[Replica, PodState]] = field(default_factory=queue.Queue)
-    _pods: dict[Replica, PodRun] = field(default_factory=dict)
+    _events: queue.Queue[tuple[Replica, str, PodState]] = field(default_factory=queue.Queue)
+    _pods: dict[Replica, _Pod] = field(default_factory=dict)
 
     def run(self) -> int:
         """Start every replica, follow them to the outcome, stop the rest; Ctrl-C stops all."""
         p = self.prepared
         shutil.rmtree(p.state_dir / "pods", ignore_errors=True)
         try:
-            for replica, plan in sorted(p.plans.items()):
-                self._pods[replica] = PodRun(
-                    plan,
-                    p.addresses[replica],
-                    on_change=partial(self._changed, replica),
-                    on_line=partial(self._printed, replica),
-                    max_grace=self.grace,
-                ).start()
             outcome = self._follow()
         except KeyboardInterrupt:
             self.console.message("interrupted: stopping every replica ...")
-            self._stop_all()
+            self._stop(list(self._pods))
             self.console.close()
             return INTERRUPTED
-        self._stop_all()
+        self._stop(list(self._pods))
         self.console.close()
         self.console.message(f"{outcome.phase}: {outcome.message}")
         self.console.message(f"outputs: {p.outputs_path}")
         self.console.message(f"logs: {p.state_dir / 'pods'}")
         return outcome.exit_code
 
-    def _changed(self, replica: Replica, state: PodState) -> None:
-        self._events.put((replica, state))
-
-    def _printed(self, replica: Replica, _container: str, line: bytes) -> None:
-        self.console.line(label(replica), line)
-
-    def _follow(self) -> Outcome:
-        # Filled from the events only: they arrive in order, a snapshot could be newer.
-        states: dict[Replica, PodState] = {}
-        policy = (
-            self.prepared.spec.run_policy.success_policy or self.prepared.settings.success_policy
+    def _start(self, replica: Replica) -> None:
+        uid = str(uuid.uuid4())
+        plan = self.prepared.plan(replica, uid)
+        run = PodRun(
+            plan,
+            self.prepared.addresses[replica],
+            on_change=partial(self._changed, replica, uid),
+            on_line=partial(self._printed, replica),
+            max_grace=self.grace,
         )
-        limit = self.prepared.spec.run_policy.backoff_limit
-        last_tick = 0.0
-        while True:
-            try:
-                replica, state = self._events.get(timeout=1.0)
-            except queue.Empty:
-                pass
-            else:
-                states[replica] = state
-                self.console.status(label(replica), state)
-            if time.monotonic() - last_tick >= 1.0:  # refresh running ages on screen
-                last_tick = time.monotonic()
-                for r, s in states.items():
-                    self.console.status(label(r), s)
-            if len(states) < len(self._pods):
-                continue
-            outcome = decide(states, policy, limit)
-            if outcome is not None:
-                return outcome
-            if all(s.finished for s in states.values()):
-                return Outcome(
-                    "Failed", "NoDecision", "every replica finished without a deciding one"
-                )
+        self._pods[replica] = _Pod(uid, run)
+        run.start()
 
-    def _stop_all(self) -> None:
-        threads = [threading.Thread(target=run.stop, daemon=True) for run in self._pods.values()]
+    def _stop(self, replicas: list[Replica]) -> None:
+        """Stop the replicas' processes in parallel (each gets its grace period)."""
+        runs = [(r, self._pods[r].run) for r in replicas if r in self._pods]
+        threads = [threading.Thread(target=run.stop, daemon=True) for _, run in runs]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
-        for replica, run in self._pods.items():
+        for replica, run in runs:
             self.console.status(label(replica), run.state)
+
+    def _changed(self, replica: Replica, uid: str, state: PodState) -> None:
+        self._events.put((replica, uid, state))
+
+    def _printed(self, replica: Replica, _container: str, line: bytes) -> None:
+        self.console.line(label(replica), line)
+
+    def _objects(self) -> list[dict[str, Any]]:
+        """The pods as the API would hold them: rendered object, uid, kubelet status."""
+        out = []
+        for replica, pod in self._pods.items():
+            rendered = self.prepared.pods[replica]
+            out.append(
+                {
+                    **rendered,
+                    "metadata": {**rendered["metadata"], "uid": pod.uid},
+                    "status": pod_status(pod.run.state),
+                }
+            )
+        return out
+
+    def _follow(self) -> Outcome:
+        p = self.prepared
+        previous: dict[str, Any] | None = None
+        for replica in sorted(p.pods):
+            self._start(replica)
+        while True:
+            try:
+                replica, uid, state = self._events.get(timeout=1.0)
+            except queue.Empty:
+                for r, pod in self._pods.items():  # refresh running ages on screen
+                    self.console.status(label(r), pod.run.state)
+            else:
+                current = self._pods.get(replica)
+                if current is None or current.uid != uid:
+                    continue  # a deleted pod's late news
+                self.console.status(label(replica), state)
+            decision = reconcile(
+                p.spec, p.meta, self._objects(), previous, datetime.now(UTC), p.settings
+            )
+            status = decision.status
+            previous = status.model_dump(mode="json", by_alias=True, exclude_none=True)
+            if status.phase in ("Succeeded", "Failed"):
+                condition = next((c for c in status.conditions if c.type == status.phase), None)
+                return Outcome(status.phase, condition.message if condition else status.phase)
+            by_name = {pod["metadata"]["name"]: r for r, pod in p.pods.items()}
+            doomed = [by_name[n] for n in decision.delete if n in by_name]
+            for event in decision.events:
+                if event.type == "Warning":
+                    self.console.message(f"{event.reason}: {event.message}")
+            self._stop(doomed)
+            for replica in doomed:
+                self._pods.pop(replica, None)
+            for replica in decision.create:
+                if replica not in self._pods:
+                    self._start(replica)

@@ -1,14 +1,12 @@
-"""The success policy over replica states, the console's two modes, replica addresses."""
+"""The console's two modes, and each replica's own loopback address."""
 
 from __future__ import annotations
 
 import io
 from dataclasses import replace
 
-import pytest
 from incluster_operator.local.address import replica_address
 from incluster_operator.local.console import Console, describe
-from incluster_operator.local.outcome import decide
 from incluster_operator.local.runner import Options, load_manifest, prepare
 from incluster_operator.local.state import ContainerState, PodState
 
@@ -25,39 +23,7 @@ def state(phase, code=None, restarts=0):
 
 
 RUNNING = state("Running")
-OK = state("Succeeded", 0)
 BAD = state("Failed", 3)
-
-
-@pytest.mark.parametrize(
-    ("states", "policy", "expected"),
-    [
-        ({("master", 0): OK, ("worker", 0): RUNNING}, "default", "Succeeded"),
-        ({("master", 0): RUNNING, ("worker", 0): OK}, "default", None),
-        ({("worker", 0): OK, ("worker", 1): RUNNING}, "default", "Succeeded"),
-        ({("worker", 0): OK, ("worker", 1): RUNNING}, "allWorkers", None),
-        ({("worker", 0): OK, ("worker", 1): OK, ("ps", 0): RUNNING}, "allWorkers", "Succeeded"),
-        ({("master", 0): RUNNING, ("worker", 1): BAD}, "default", "Failed"),
-    ],
-)
-def test_success_policy(states, policy, expected):
-    outcome = decide(states, policy, backoff_limit=6)
-    assert (outcome and outcome.phase) == expected
-
-
-def test_failure_names_the_replica_and_exit_code():
-    outcome = decide({("master", 0): RUNNING, ("worker", 1): BAD}, "default", 6)
-    assert outcome.message == "replica worker-1 failed: main exited 3"
-    assert outcome.exit_code == 1
-
-
-def test_restarts_beyond_the_backoff_limit_fail_the_run():
-    states = {
-        ("master", 0): state("Running", restarts=2),
-        ("worker", 0): state("Running", restarts=1),
-    }
-    assert decide(states, "default", backoff_limit=3) is None
-    assert decide(states, "default", backoff_limit=2).reason == "BackoffLimitExceeded"
 
 
 def test_pipe_mode_prints_prefixed_lines_and_each_phase_once():
@@ -101,6 +67,6 @@ def test_each_replica_owns_the_loopback_address_in_its_cluster_definition(tmp_pa
     prepared = prepare(load_manifest(path), Options(outputs=tmp_path / "o", workdir=tmp_path))
     addresses = prepared.addresses
     assert len(set(addresses.values())) == 4
-    for replica, plan in prepared.plans.items():
-        assert replica_address(plan) == addresses[replica]
+    for replica in prepared.pods:
+        assert replica_address(prepared.plan(replica, "uid-1")) == addresses[replica]
         assert addresses[replica].startswith("127.")

@@ -1,13 +1,16 @@
 """Import time of the SDK, in milliseconds above a bare interpreter (goal: <= 25 ms).
 
 Each statement runs in a fresh ``python -c`` of the same interpreter (the venv's), the
-three statements interleaved so machine load hits them alike; the median of the runs is
-compared with ``python -c "pass"`` measured in the same run.
+statements interleaved so machine load hits them alike; the median of the runs is
+compared with ``python -c "pass"`` measured in the same run. Wall time is the goal's
+measure; the child's CPU time (user + sys) is printed beside it because on a shared
+machine it is far less disturbed by other processes.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import resource
 import statistics
 import subprocess
 import sys
@@ -16,39 +19,61 @@ import time
 RUNS = 15
 GOAL_MS = 25.0
 BASELINE = "pass"
-STATEMENTS = ("import incluster", "from incluster import tracking")
+#: The goal is about the first two; the third is what the first getter call pays.
+STATEMENTS = (
+    "import incluster",
+    "from incluster import tracking",
+    "from incluster import context",
+)
 
 
-def _once(statement: str) -> float:
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _once(statement: str) -> tuple[float, float]:
+    """(wall ms, CPU ms) of one fresh interpreter running ``statement``."""
+    cpu = _children_cpu()
     started = time.perf_counter()
     subprocess.run([sys.executable, "-c", statement], check=True)
-    return (time.perf_counter() - started) * 1000
+    return (time.perf_counter() - started) * 1000, (_children_cpu() - cpu) * 1000
+
+
+def _available(statement: str) -> bool:
+    if statement == "from incluster import tracking":
+        return importlib.util.find_spec("incluster.tracking") is not None
+    return True
 
 
 def main() -> None:
-    available = [
-        s
-        for s in STATEMENTS
-        if s != "from incluster import tracking"
-        or importlib.util.find_spec("incluster.tracking") is not None
-    ]
-    samples: dict[str, list[float]] = {s: [] for s in (BASELINE, *available)}
-    for statement in samples:  # warm the page cache and .pyc files
+    samples: dict[str, list[tuple[float, float]]] = {
+        s: [] for s in (BASELINE, *STATEMENTS) if _available(s)
+    }
+    for statement in samples:  # warm the page cache and the .pyc files
         _once(statement)
     for _ in range(RUNS):
         for statement in samples:
             samples[statement].append(_once(statement))
-    base = statistics.median(samples[BASELINE])
-    print(f'   python -c "pass": {base:.1f} ms (median of {RUNS}; {sys.executable})')
+
+    def medians(statement: str) -> tuple[float, float]:
+        runs = samples[statement]
+        return statistics.median(w for w, _ in runs), statistics.median(c for _, c in runs)
+
+    base_wall, base_cpu = medians(BASELINE)
+    print(
+        f'   python -c "pass": {base_wall:.1f} ms wall, {base_cpu:.1f} ms CPU '
+        f"(median of {RUNS}; {sys.executable})"
+    )
     for statement in STATEMENTS:
         if statement not in samples:
             print(f'   python -c "{statement}": not available')
             continue
-        above = statistics.median(samples[statement]) - base
-        verdict = "ok" if above <= GOAL_MS else "OVER GOAL"
+        wall, cpu = medians(statement)
+        verdict = "ok" if wall - base_wall <= GOAL_MS else "OVER GOAL"
         print(
-            f'   python -c "{statement}": +{above:.1f} ms above bare Python '
-            f"(goal <= {GOAL_MS:g} ms: {verdict})"
+            f'   python -c "{statement}": +{wall - base_wall:.1f} ms above bare Python '
+            f"(CPU +{cpu - base_cpu:.1f} ms; goal <= {GOAL_MS:g} ms: {verdict})"
         )
 
 

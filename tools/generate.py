@@ -81,6 +81,8 @@ GENERATORS: dict[str, Callable[[], str]] = {
     "docs/context.md": _context_reference,
     "crds/experiments.incluster.dev.yaml": _experiment_crd,
     "docs/experiment.md": _experiment_reference,
+    # Helm installs CRDs from the chart's crds/: the same text, from the same models.
+    "charts/incluster/crds/experiments.incluster.dev.yaml": _experiment_crd,
 }
 
 

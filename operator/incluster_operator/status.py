@@ -290,6 +290,73 @@ def _finish(
     )
 
 
+@dataclass(frozen=True)
+class _Retries:
+    """The outcome of looking at failed pods: retry some, or fail the experiment."""
+
+    failures: int
+    retried: list[str]
+    delete: list[str]
+    events: tuple[Event, ...]
+    #: (reason, message) when the experiment must fail.
+    verdict: tuple[str, str] | None = None
+
+
+def _retryable(policy: str, pod: ObservedPod) -> bool:
+    if policy == "OnFailure":
+        return True
+    return policy == "ExitCode" and (pod.exit_code is None or pod.exit_code >= RETRYABLE_EXIT_CODE)
+
+
+def _retries(
+    spec: ExperimentSpec,
+    by_key: Mapping[tuple[str, int], ObservedPod],
+    observed: Sequence[ObservedPod],
+    status: ExperimentStatus,
+) -> _Retries:
+    """Per failed pod: recreate it (counted once, by uid) or fail the experiment."""
+    live = {p.uid for p in observed}
+    retried = [uid for uid in status.retried_pods if uid in live]
+    failures = status.failures
+    backoff = spec.run_policy.backoff_limit
+    delete: list[str] = []
+    events: list[Event] = []
+    for key in sorted(by_key):
+        pod = by_key[key]
+        if pod.phase != "Failed" or pod.deleting:
+            continue
+        if pod.uid in retried:
+            # Counted already; its deletion may have failed, so ask again (idempotent).
+            delete.append(pod.name)
+            continue
+        policy = spec.replicas[pod.task_type].restart_policy
+        if not _retryable(policy, pod):
+            why = (
+                "the exit code is not retryable (< 128)"
+                if policy == "ExitCode"
+                else "restartPolicy is Never"
+            )
+            verdict = ("PodFailed", f"{pod.describe()}; {why}")
+            return _Retries(failures + 1, retried, delete, tuple(events), verdict)
+        if failures + status.restarts + 1 > backoff:
+            verdict = (
+                "BackoffLimitExceeded",
+                f"{pod.describe()}; runPolicy.backoffLimit={backoff} retries are used up",
+            )
+            return _Retries(failures + 1, retried, delete, tuple(events), verdict)
+        failures += 1
+        retried.append(pod.uid)
+        delete.append(pod.name)
+        events.append(Event("Warning", "PodRecreated", f"{pod.describe()}; recreating it"))
+    if failures + status.restarts > backoff:
+        verdict = (
+            "BackoffLimitExceeded",
+            f"{status.restarts} container restart(s) exceed runPolicy.backoffLimit={backoff}",
+        )
+        return _Retries(failures, retried, delete, tuple(events), verdict)
+    return _Retries(failures, retried, delete, tuple(events))
+
+
 def reconcile(
     spec: ExperimentSpec,
     meta: ExperimentMeta,
@@ -324,9 +391,11 @@ def reconcile(
     )
 
     if prev.phase in FINISHED:
-        expired, requeue = _ttl(status, spec.run_policy.ttl_seconds_after_finished, now)
+        # The status is final (counts as they were at the end); only cleanup and TTL remain.
+        final = prev.model_copy(update={"observed_generation": status.observed_generation})
+        expired, requeue = _ttl(final, spec.run_policy.ttl_seconds_after_finished, now)
         return Decision(
-            status=status,
+            status=final,
             delete=_cleanup(observed, spec.run_policy.clean_pod_policy),
             delete_experiment=expired,
             requeue_after=requeue,
@@ -365,67 +434,20 @@ def reconcile(
     if success is not None:
         return _finish(status, "Succeeded", "ExperimentSucceeded", success, observed, spec, now)
 
-    # Failures: decide per failed pod whether to retry it or fail the experiment.
-    retried = [uid for uid in status.retried_pods if uid in {p.uid for p in observed}]
-    failures = status.failures
-    to_delete: list[str] = []
-    events: list[Event] = []
+    retries = _retries(spec, by_key, observed, status)
+    if retries.verdict is not None:
+        reason, message = retries.verdict
+        failed = status.model_copy(update={"failures": retries.failures})
+        return _finish(failed, "Failed", reason, message, observed, spec, now)
+    failures, retried, to_delete = retries.failures, retries.retried, retries.delete
+    events = list(retries.events)
     backoff = spec.run_policy.backoff_limit
-    for key in sorted(by_key):
-        pod = by_key[key]
-        if pod.phase != "Failed" or pod.deleting or pod.uid in retried:
-            continue
-        policy_name = spec.replicas[pod.task_type].restart_policy
-        retryable = policy_name == "OnFailure" or (
-            policy_name == "ExitCode"
-            and (pod.exit_code is None or pod.exit_code >= RETRYABLE_EXIT_CODE)
-        )
-        if not retryable:
-            fix = (
-                "the exit code is not retryable (< 128)"
-                if policy_name == "ExitCode"
-                else "restartPolicy is Never"
-            )
-            return _finish(
-                status.model_copy(update={"failures": failures + 1}),
-                "Failed",
-                "PodFailed",
-                f"{pod.describe()}; {fix}",
-                observed,
-                spec,
-                now,
-            )
-        if failures + status.restarts + 1 > backoff:
-            return _finish(
-                status.model_copy(update={"failures": failures + 1}),
-                "Failed",
-                "BackoffLimitExceeded",
-                f"{pod.describe()}; runPolicy.backoffLimit={backoff} retries are used up",
-                observed,
-                spec,
-                now,
-            )
-        failures += 1
-        retried.append(pod.uid)
-        to_delete.append(pod.name)
-        events.append(Event("Warning", "PodRecreated", f"{pod.describe()}; recreating it"))
-    if failures + status.restarts > backoff:
-        return _finish(
-            status,
-            "Failed",
-            "BackoffLimitExceeded",
-            f"{status.restarts} container restart(s) exceed runPolicy.backoffLimit={backoff}",
-            observed,
-            spec,
-            now,
-        )
 
     create = tuple(sorted(k for k in desired if k not in by_key))
     conditions = status.conditions
     if to_delete:
-        conditions = set_condition(
-            conditions, "Restarting", True, "PodRecreated", events[-1].message, now
-        )
+        message = f"recreating {', '.join(sorted(to_delete))} (failure {failures} of {backoff})"
+        conditions = set_condition(conditions, "Restarting", True, "PodRecreated", message, now)
     all_up = (
         not create
         and not to_delete

@@ -126,6 +126,9 @@ def wait_for_peers(
     Returns the peers in cluster-definition order with the socket address that
     accepted. Raises PeersUnreachableError (a TimeoutError) naming every peer still
     unreachable when ``timeout`` passes, and ContextError for a malformed cluster.
+
+    A probe connects and closes without sending anything, so the peers' servers see
+    empty connections and must tolerate them.
     """
     if timeout < 0 or interval <= 0:
         raise ValueError(

@@ -6,7 +6,6 @@ from the mounted cluster file, so both sides agree by construction.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -152,6 +151,8 @@ def loopback_host(experiment_key: str, task_type: str, index: int) -> str:
         )
     if isinstance(index, bool) or not 0 <= index < 8192:
         raise ContextError(f"task index {index} is too large for loopback addressing (< 8192)")
+    import hashlib  # here, not at the top: loading OpenSSL costs ~4 ms of SDK import time
+
     digest = hashlib.sha256(experiment_key.encode()).digest()
     a = 1 + digest[0] % 254
     n = contract.TASK_TYPES.index(task_type) * 8192 + index

@@ -134,7 +134,8 @@ def test_outputs_are_mounted_per_experiment_and_refs_and_data_read_only():
     volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
     assert volumes[names.VOLUME_OUTPUTS]["persistentVolumeClaim"] == {"claimName": "outputs"}
     assert volumes["incluster-data-0"]["hostPath"]["path"] == "/d"
-    assert volumes[names.VOLUME_CONTEXT]["configMap"]["name"] == "xp-context"
+    (source,) = volumes[names.VOLUME_CONTEXT]["projected"]["sources"]
+    assert source == {"configMap": {"name": "xp-context"}}
     env = env_of(pod["spec"]["containers"][0])
     assert json.loads(env[contract.ENV_OUTPUTS_REFS_PATHS]) == {
         "jobs": ["/refs/jobs/prep"],
@@ -143,12 +144,13 @@ def test_outputs_are_mounted_per_experiment_and_refs_and_data_read_only():
 
 
 def test_user_env_volumes_and_service_account_are_kept():
-    raw = raw_spec()
+    raw = raw_spec(data=["raw"])
     spec = raw["replicas"]["master"]["template"]["spec"]
     spec["serviceAccountName"] = "trainer"
     spec["volumes"] = [{"name": "scratch", "emptyDir": {}}]
     spec["containers"][0]["env"] = [{"name": "LR", "value": "0.1"}]
-    spec["containers"][0]["volumeMounts"] = [{"name": "scratch", "mountPath": "/scratch"}]
+    # A mount around one of the operator's (/data holds /data/raw) is allowed.
+    spec["containers"][0]["volumeMounts"] = [{"name": "scratch", "mountPath": "/data"}]
     raw["replicas"]["master"]["template"]["metadata"] = {
         "labels": {"team": "vision"},
         "annotations": {"note": "x"},
@@ -158,7 +160,7 @@ def test_user_env_volumes_and_service_account_are_kept():
     assert {"name": "scratch", "emptyDir": {}} in pod["spec"]["volumes"]
     container = pod["spec"]["containers"][0]
     assert container["env"][-1] == {"name": "LR", "value": "0.1"}
-    assert container["volumeMounts"][-1] == {"name": "scratch", "mountPath": "/scratch"}
+    assert container["volumeMounts"][-1] == {"name": "scratch", "mountPath": "/data"}
     assert pod["metadata"]["labels"]["team"] == "vision"
     assert pod["metadata"]["annotations"] == {"note": "x"}
 
@@ -176,9 +178,9 @@ def test_user_env_volumes_and_service_account_are_kept():
         ),
         (
             lambda s: s["containers"][0].update(
-                volumeMounts=[{"name": "v", "mountPath": "/var/run"}]
+                volumeMounts=[{"name": "v", "mountPath": "/var/run/incluster/mine"}]
             ),
-            "volumeMounts[0]: mountPath '/var/run' overlaps",
+            "volumeMounts[0]: mountPath '/var/run/incluster/mine' is at or inside",
         ),
         (lambda s: s.update(hostname="mine"), "spec.hostname: the operator sets it"),
         (lambda s: s.update(restartPolicy="Always"), "spec.restartPolicy: 'Always' conflicts"),
@@ -283,3 +285,13 @@ def test_the_sdk_reads_back_what_was_rendered(tmp_path, monkeypatch):
     assert context.get_declarations() == {"lr": 0.5}
     assert context.get_outputs_path() == "/outputs/team/mnist/xp"
     assert context.get_experiment_info()["experiment_name"] == "xp"
+
+
+def test_meta_from_the_api_metadata_and_the_pod_selector():
+    body_meta = {"name": "xp", "namespace": "team", "uid": META.uid, "generation": 2}
+    assert ExperimentMeta.from_metadata(body_meta) == META
+    selector = names.label_selector("xp", META.uid)
+    assert selector == f"incluster.dev/experiment=xp,incluster.dev/experiment-uid={META.uid}"
+    pod = render(raw_spec()).pods[0]
+    labels = pod["metadata"]["labels"]
+    assert all(labels[k] == v for k, v in (item.split("=") for item in selector.split(",")))

@@ -160,6 +160,11 @@ def test_loopback_addressing_bounds_the_replica_count():
     assert validate(spec(worker={"replicas": 8192}), "xp", loopback)
 
 
+def test_duplicate_references_are_refused():
+    raw = spec() | {"outputsRefs": {"jobs": ["prep", "prep"]}}
+    assert "spec.outputsRefs.jobs: a reference is listed twice" in invalid(raw)
+
+
 def test_a_non_object_spec_is_invalid():
     assert "must be an object" in invalid(["not", "a", "spec"])
 

@@ -241,8 +241,12 @@ class ExperimentStatus(_Observed):
         json_schema_extra={"format": "date-time"},
     )
     outputs_path: str | None = Field(default=None, description="Where the outputs are written.")
-    restarts: int = Field(default=0, description="Container restarts and recreated pods.")
-    failures: int = Field(default=0, description="Pod failures observed.")
+    restarts: int = Field(
+        default=0, description="Container restarts seen on the current pods (OnFailure)."
+    )
+    failures: int = Field(
+        default=0, description="Failed pods counted against backoffLimit (recreated or fatal)."
+    )
     retried_pods: list[str] = Field(
         default_factory=list,
         description="Uids of failed pods already counted against backoffLimit and being replaced.",

@@ -178,6 +178,12 @@ def validate(raw: Any, name: str, settings: Settings) -> ExperimentSpec:
                     f"spec.replicas.{task_type}.replicas: loopback addressing (one machine) "
                     f"allows at most {LOOPBACK_MAX_REPLICAS} replicas per type; use fewer"
                 )
+    for kind, refs in (
+        ("experiments", spec.outputs_refs.experiments),
+        ("jobs", spec.outputs_refs.jobs),
+    ):
+        if len(set(refs)) != len(refs):
+            problems.append(f"spec.outputsRefs.{kind}: a reference is listed twice; list each once")
     if len(set(spec.data)) != len(spec.data):
         problems.append("spec.data: a data store is listed twice; list each once")
     if not unknown:

@@ -19,6 +19,7 @@ from incluster_operator.render.context import (
     ExperimentMeta,
     Plan,
     data_paths,
+    outputs_path,
     outputs_subpath,
     ref_mount_path,
     ref_subpath,
@@ -54,8 +55,12 @@ def _volumes(p: Plan) -> list[dict[str, Any]]:
     """The operator's pod volumes; the same for every pod of the experiment."""
     volumes: list[dict[str, Any]] = [
         {
+            # Projected, so that later sources (the scoped token, the CA) can join the
+            # same directory without nesting a mount inside a read-only one.
             "name": names.VOLUME_CONTEXT,
-            "configMap": {"name": names.context_configmap_name(p.meta.name)},
+            "projected": {
+                "sources": [{"configMap": {"name": names.context_configmap_name(p.meta.name)}}]
+            },
         },
         {"name": names.VOLUME_OUTPUTS, **p.settings.outputs.to_k8s()},
     ]
@@ -71,9 +76,8 @@ def _mounts(p: Plan) -> list[dict[str, Any]]:
         {"name": names.VOLUME_CONTEXT, "mountPath": p.settings.context_dir, "readOnly": True},
         {
             "name": names.VOLUME_OUTPUTS,
-            "mountPath": p.settings.outputs_root.rstrip("/")
-            + "/"
-            + outputs_subpath(p.spec, p.meta),
+            "mountPath": outputs_path(p.spec, p.meta, p.settings),
+            # Only this experiment's directory of the store is visible in the pod.
             "subPath": outputs_subpath(p.spec, p.meta),
         },
     ]
@@ -97,9 +101,13 @@ def _mounts(p: Plan) -> list[dict[str, Any]]:
     return mounts
 
 
-def _overlaps(a: str, b: str) -> bool:
-    a, b = a.rstrip("/") + "/", b.rstrip("/") + "/"
-    return a.startswith(b) or b.startswith(a)
+def _inside(path: str, ours: str) -> bool:
+    """A user mount at or below one of ours would hide or break it (ours may be read-only).
+
+    Mounting above ours (``/data`` around ``/data/imagenet``) is fine: runtimes mount
+    nested paths after their parents.
+    """
+    return (path.rstrip("/") + "/").startswith(ours.rstrip("/") + "/")
 
 
 def _container(
@@ -123,11 +131,11 @@ def _container(
     for i, mount in enumerate(user_mounts):
         path = str(mount.get("mountPath", ""))
         for own in mounts:
-            if _overlaps(path, own["mountPath"]):
+            if _inside(path, own["mountPath"]):
                 raise InvalidSpec(
                     [
-                        f"{where}.volumeMounts[{i}]: mountPath {path!r} overlaps the operator's "
-                        f"{own['mountPath']!r}; mount it elsewhere"
+                        f"{where}.volumeMounts[{i}]: mountPath {path!r} is at or inside the "
+                        f"operator's {own['mountPath']!r}; mount it elsewhere"
                     ]
                 )
     # Ours first: the user's env may refer to them as $(INCLUSTER_...).

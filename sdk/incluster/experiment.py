@@ -107,5 +107,5 @@ class Experiment:
 
 
 def _label(root: str, stored: str) -> str:
-    """Artifact label of a copied file: its path below the root, with '/' made '.'-safe."""
-    return os.path.relpath(stored, root).replace(os.sep, "__")
+    """Artifact name of a copied file: its path below the outputs root, '/'-separated."""
+    return os.path.relpath(stored, root).replace(os.sep, "/")

@@ -44,12 +44,19 @@ _init_lock = threading.Lock()
 def init(outputs_path: str | os.PathLike[str] | None = None) -> Run:
     """Start (or return) this process's default run.
 
-    A second call while the run is open returns the same run; after ``end()`` it
-    starts a new one that appends to the same per-replica file.
+    A second call while the run is open returns the same run (asking for another
+    outputs path is an error: one process, one event file); after ``end()`` it starts a
+    new one that appends to the same per-replica file.
     """
     global _run
     with _init_lock:
         if _run is not None and not _run.ended:
+            wanted = None if outputs_path is None else os.path.abspath(os.fspath(outputs_path))
+            if wanted is not None and wanted != _run.outputs_path:
+                raise ValueError(
+                    f"outputs_path={wanted!r}: a run is already open at {_run.outputs_path!r}; "
+                    "call tracking.end() first to start a run elsewhere"
+                )
             return _run
         from incluster import context
 

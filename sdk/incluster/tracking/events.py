@@ -112,7 +112,7 @@ def decode(line: bytes | str, source: str = "") -> Event:
     if not isinstance(raw, dict):
         raise ValueError("an event line must hold a JSON object")
     kind = raw["k"]
-    t = raw.get("t", 0.0)
+    t = raw.get("t", 0) / 1000
     if kind == "metric":
         return Metric(source, raw["n"], _number(raw["v"]), raw["s"], t)
     if kind == "inputs":

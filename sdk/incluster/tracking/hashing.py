@@ -56,7 +56,6 @@ def _stream_hash(f: Any) -> str:
     """Hash a file object from its current position; restore the position if it can."""
     start = f.tell() if f.seekable() else None
     h = _new()
-    h.update(b"stream\x00")
     while True:
         chunk = f.read(_CHUNK)
         if not chunk:
@@ -86,18 +85,15 @@ def _pandas_hash(data: Any) -> str:
 def data_hash(data: object) -> str:
     """Content hash of ``data``: bytes, str, a path, a binary/text file, a buffer, pandas.
 
-    A ``str`` is hashed as text (not as a path: give a ``pathlib.Path`` for that).
+    Bytes, a file's content and a stream all hash as plain ``sha256`` of their bytes, so
+    ``sha256sum`` on the data file gives the same digest. A ``str`` is hashed as its
+    UTF-8 text (not as a path: give a ``pathlib.Path`` for that). Buffers (numpy
+    arrays, ``array.array``) also hash their element format and shape.
     """
     if isinstance(data, bytes | bytearray):
-        h = _new()
-        h.update(b"bytes\x00")
-        h.update(data)
-        return _digest(h)
+        return _digest(hashlib.sha256(data))
     if isinstance(data, str):
-        h = _new()
-        h.update(b"text\x00")
-        h.update(data.encode("utf-8", "surrogatepass"))
-        return _digest(h)
+        return _digest(hashlib.sha256(data.encode("utf-8", "surrogatepass")))
     if isinstance(data, os.PathLike):
         if os.path.isdir(data):
             return tree_hash(data)

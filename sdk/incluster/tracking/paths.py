@@ -8,7 +8,6 @@ outputs directory, even through a symlink planted inside it.
 from __future__ import annotations
 
 import os
-import re
 
 #: Sub-directory of the outputs path holding the event files. (A candidate for
 #: ``incluster.contract`` once the operator reads events back.)
@@ -16,7 +15,17 @@ EVENTS_DIR = "events"
 #: Suffix of an event file: JSON lines.
 EVENTS_SUFFIX = ".jsonl"
 
-_TASK_TYPE = re.compile(r"[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?")
+_TASK_TYPE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+def _is_task_type(text: str) -> bool:
+    """A DNS-label-like word: 1-63 of [a-z0-9-_], starting and ending alphanumeric."""
+    return (
+        0 < len(text) <= 63
+        and _TASK_TYPE_CHARS.issuperset(text)
+        and text[0] not in "-_"
+        and text[-1] not in "-_"
+    )
 
 
 def events_file_name(task_type: str, task_index: int) -> str:
@@ -25,7 +34,7 @@ def events_file_name(task_type: str, task_index: int) -> str:
     The task type comes from the environment; it is checked against a DNS-label-like
     pattern so that it can never smuggle a path separator into the file name.
     """
-    if not isinstance(task_type, str) or not _TASK_TYPE.fullmatch(task_type):
+    if not isinstance(task_type, str) or not _is_task_type(task_type):
         raise ValueError(
             f"task type {task_type!r} cannot name an event file: use lower-case letters, "
             "digits, '-' or '_' (for example 'worker')"
@@ -63,12 +72,18 @@ def inside(root: str, name: str | os.PathLike[str], *, argument: str) -> str:
 
 
 def check_artifact_name(name: object) -> str:
-    """An artifact name is a label, not a path: no separators, no dot-only names."""
+    """An artifact name is a relative, normalised, '/'-separated label.
+
+    Names may nest (``checkpoints/epoch-3``) because a store may one day keep artifacts
+    under their names, so anything that could leave a directory is refused: absolute
+    names, ``.``/``..`` or empty components, backslashes and NUL.
+    """
     if not isinstance(name, str):
         raise TypeError(f"name must be a str, got {type(name).__name__}")
-    if not name or name in {".", ".."} or "/" in name or "\\" in name or "\x00" in name:
+    parts = name.split("/")
+    if not name or "\\" in name or "\x00" in name or any(part in {"", ".", ".."} for part in parts):
         raise ValueError(
-            f"name={name!r} is not a valid artifact name: it must be non-empty and contain "
-            "no '/' or '\\' (artifact names never become paths)"
+            f"name={name!r} is not a valid artifact name: use a relative name such as "
+            "'model' or 'checkpoints/epoch-3' (no leading '/', no '.' or '..' parts, no '\\')"
         )
     return name

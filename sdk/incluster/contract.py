@@ -41,6 +41,17 @@ ENV_LOCAL_OUTPUTS_ROOT: Final = "INCLUSTER_LOCAL_OUTPUTS_ROOT"
 #: ``1`` when the framework env (TF_CONFIG etc.) was too large to inline and was left out.
 ENV_CLUSTER_IN_FILE: Final = "INCLUSTER_CLUSTER_IN_FILE"
 
+#: Seconds between two patches of the tracking summary into the Experiment's status
+#: (set by the operator from its summary sync setting; default 10).
+ENV_SUMMARY_SYNC_SECONDS: Final = "INCLUSTER_SUMMARY_SYNC_SECONDS"
+#: Base URL of the Kubernetes API for the scoped client. Unset in a real cluster (the
+#: client uses the standard in-cluster variables below); the dev cluster sets it to the
+#: emulator's plain-HTTP address.
+ENV_API_URL: Final = "INCLUSTER_API_URL"
+#: The standard in-cluster API address that Kubernetes sets in every container.
+ENV_KUBERNETES_SERVICE_HOST: Final = "KUBERNETES_SERVICE_HOST"
+ENV_KUBERNETES_SERVICE_PORT: Final = "KUBERNETES_SERVICE_PORT"
+
 # --- env vars: framework-specific (set only where the Experiment's framework asks) ----
 ENV_PYTORCH: Final = ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK")
 ENV_TORCHRUN: Final = ("PET_NNODES", "PET_NODE_RANK", "PET_MASTER_ADDR", "PET_MASTER_PORT")
@@ -67,6 +78,25 @@ KEY_OUTPUTS_REFS_PATHS: Final = "outputsRefsPaths"
 KEY_DATA_PATHS: Final = "dataPaths"
 KEY_FRAMEWORK: Final = "framework"
 KEY_EVALUATOR_IN_CLUSTER: Final = "evaluatorInCluster"
+#: Name of the metric the summary shows as ``status.tracking.primary`` (a printer column).
+KEY_PRIMARY_METRIC: Final = "primaryMetric"
+
+# --- the Experiment resource: the scoped client's URLs and the status key it patches ---
+API_GROUP: Final = "incluster.dev"
+API_VERSION: Final = "v1alpha1"
+PLURAL: Final = "experiments"
+#: ``status.<this>`` holds the bounded tracking summary one replica patches.
+STATUS_TRACKING: Final = "tracking"
+#: ``status.tracking.<this>``: ``"<metric>=<value> @ <step>"`` for ``kubectl get xp``.
+STATUS_TRACKING_PRIMARY: Final = "primary"
+#: ``status.<this>`` holds an experiment's outputs path (read through ``outputsRefs``).
+STATUS_OUTPUTS_PATH: Final = "outputsPath"
+
+# --- keys of the experiment info (``get_experiment_info()``) the scoped client needs ----
+#: The Experiment object's ``metadata.name``.
+INFO_EXPERIMENT_NAME: Final = "experiment_name"
+#: The Experiment object's ``metadata.namespace``.
+INFO_NAMESPACE: Final = "namespace"
 
 # --- task types ---------------------------------------------------------------------------
 MASTER: Final = "master"

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from incluster import context
 from incluster.schemas import ArtifactKind
 from incluster.tracking import store
 from incluster.tracking.run import Run
+
+if TYPE_CHECKING:  # pragma: no cover
+    from incluster.client import Client
 
 
 class Experiment:
@@ -22,6 +25,20 @@ class Experiment:
 
     def __init__(self, run: Run | None = None) -> None:
         self._run = run
+        self._client: Client | None = None
+
+    @property
+    def client(self) -> Client:
+        """The scoped Kubernetes API client of this experiment (seed 000's ``client``).
+
+        It may read and patch this Experiment and read the ones it references, nothing
+        else; see ``incluster.client.Client``. Built on first use, without I/O.
+        """
+        if self._client is None:
+            from incluster.client import Client
+
+            self._client = Client()
+        return self._client
 
     @property
     def run(self) -> Run:

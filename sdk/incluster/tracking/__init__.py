@@ -16,16 +16,21 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from incluster.schemas import ArtifactKind
 from incluster.tracking.run import Run
+
+if TYPE_CHECKING:  # pragma: no cover
+    from incluster.client import Client
+    from incluster.tracking.sync import SummarySync
 
 __all__ = [
     "ArtifactKind",
     "Run",
     "current_run",
     "end",
+    "get_client",
     "get_outputs_path",
     "init",
     "log_artifact_ref",
@@ -39,6 +44,8 @@ __all__ = [
 
 _run: Run | None = None
 _init_lock = threading.Lock()
+#: The status summary sync of the default run (None outside a cluster / on other replicas).
+_sync: SummarySync | None = None
 
 
 def init(outputs_path: str | os.PathLike[str] | None = None) -> Run:
@@ -63,7 +70,23 @@ def init(outputs_path: str | os.PathLike[str] | None = None) -> Run:
         task = context.get_task_info()
         path = context.get_outputs_path() if outputs_path is None else outputs_path
         _run = Run(path, task["type"], task["index"])
+        _start_sync(_run)
         return _run
+
+
+def _start_sync(run: Run) -> None:
+    """Start the status summary sync for the default run (issue 6: sync.py)."""
+    global _sync
+    from incluster import context
+
+    if _sync is not None:
+        _sync.close()
+        _sync = None
+    if not context.is_in_cluster():
+        return  # local runs never load the HTTP client (import time matters)
+    from incluster.tracking import sync
+
+    _sync = sync.start_for(lambda: run.version, run.summary)
 
 
 def current_run() -> Run:
@@ -113,10 +136,20 @@ def get_outputs_path(filename: str | os.PathLike[str] | None = None) -> str:
     return current_run().get_outputs_path(filename)
 
 
+def get_client() -> Client:
+    """A scoped Kubernetes API client for this experiment (``incluster.client.Client``)."""
+    from incluster.client import Client
+
+    return Client()
+
+
 def end() -> None:
     """End the default run (idempotent); the next logging call starts a new one."""
-    global _run
+    global _run, _sync
     with _init_lock:
         run, _run = _run, None
+        syncer, _sync = _sync, None
     if run is not None:
         run.end()
+    if syncer is not None:
+        syncer.close()

@@ -1,0 +1,276 @@
+"""Pure: the objects that give an Experiment's pods a narrowly scoped API identity.
+
+Why a per-experiment identity instead of the pod's own service account: the pod keeps the
+user's ``serviceAccountName`` (cloud IAM for buckets and registries), and that account's
+rights are the user's business. The SDK needs exactly one more thing, to read and patch its
+own Experiment, so each Experiment gets a ServiceAccount whose Role allows only that (plus
+``get`` on the experiments it reads outputs from). Its token is minted by the operator
+through the TokenRequest API, bound to a per-experiment Secret (deleting the Secret revokes
+every token bound to it), and projected into the context directory as a file beside the
+cluster CA: never an env var, which would leak into ``kubectl describe``, crash reports and
+child processes.
+
+Everything here returns new dicts in Kubernetes' JSON shape; the handlers create them
+(owner references included) and ``incluster_operator.tokens`` fills the Secret.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from incluster import contract
+
+GROUP: Final = contract.API_GROUP
+PLURAL: Final = contract.PLURAL
+RBAC_GROUP: Final = "rbac.authorization.k8s.io"
+RBAC_VERSION: Final = RBAC_GROUP + "/v1"
+
+#: The Secret's data key holding the bearer token (projected as ``token/token``).
+SECRET_KEY_TOKEN: Final = "token"  # noqa: S105 - a key name
+#: When the stored token was minted and when it expires (RFC 3339, UTC): the refresh timer
+#: decides from these without decoding the token.
+ANNOTATION_ISSUED_AT: Final = "incluster.dev/token-issued-at"
+ANNOTATION_EXPIRES_AT: Final = "incluster.dev/token-expires-at"
+
+#: The ConfigMap Kubernetes publishes in every namespace with the API server's CA bundle.
+ROOT_CA_CONFIGMAP: Final = "kube-root-ca.crt"
+ROOT_CA_KEY: Final = "ca.crt"
+
+#: Name of the pod volume that carries the token and the CA.
+VOLUME_NAME: Final = "incluster-token"
+#: Readable by whatever user the container runs as (the token is this pod's own), never
+#: writable: 0o444.
+VOLUME_MODE: Final = 0o444
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+
+
+@dataclass(frozen=True)
+class AccessNames:
+    """Names of an experiment's access objects, derived from the experiment's name."""
+
+    service_account: str
+    role: str
+    role_binding: str
+    secret: str
+
+
+def access_names(experiment: str) -> AccessNames:
+    """Derive the names; the experiment name must be a DNS label (63 chars at most).
+
+    All four share one name (they are different kinds) except the Secret, whose suffix makes
+    it obvious in ``kubectl get secrets`` what it holds.
+    """
+    _check_label("experiment name", experiment)
+    base = f"{experiment}-incluster"
+    return AccessNames(service_account=base, role=base, role_binding=base, secret=f"{base}-token")
+
+
+def _check_label(what: str, name: str) -> None:
+    if not isinstance(name, str) or not _DNS_LABEL.match(name):
+        raise ValueError(
+            f"{what} {name!r} is not a DNS label: use at most 63 lowercase letters, digits "
+            "and '-', starting and ending with a letter or digit"
+        )
+
+
+def _metadata(name: str, namespace: str, labels: Mapping[str, str]) -> dict[str, Any]:
+    _check_label("namespace", namespace)
+    return {"name": name, "namespace": namespace, "labels": dict(labels)}
+
+
+def service_account(
+    experiment: str, namespace: str, labels: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The experiment's ServiceAccount; no pod runs as it, so nothing is automounted."""
+    names = access_names(experiment)
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": _metadata(names.service_account, namespace, labels or {}),
+        "automountServiceAccountToken": False,
+    }
+
+
+def role_rules(experiment: str, outputs_refs: Iterable[str] = ()) -> list[dict[str, Any]]:
+    """The complete rule list: own experiment get/patch, referenced experiments get.
+
+    ``resourceNames`` pins every rule to named objects: no list, watch, create or delete,
+    nothing on other kinds, nothing on experiments that are not named.
+    """
+    _check_label("experiment name", experiment)
+    refs = sorted(set(outputs_refs) - {experiment})
+    for ref in refs:
+        if not isinstance(ref, str) or not _DNS_SUBDOMAIN.match(ref):
+            raise ValueError(
+                f"spec.outputsRefs entry {ref!r} is not an experiment name: use the "
+                "metadata.name of an Experiment in the same namespace"
+            )
+    rules: list[dict[str, Any]] = [
+        {
+            "apiGroups": [GROUP],
+            "resources": [PLURAL, f"{PLURAL}/status"],
+            "resourceNames": [experiment],
+            "verbs": ["get", "patch"],
+        }
+    ]
+    if refs:
+        rules.append(
+            {"apiGroups": [GROUP], "resources": [PLURAL], "resourceNames": refs, "verbs": ["get"]}
+        )
+    return rules
+
+
+def role(
+    experiment: str,
+    namespace: str,
+    outputs_refs: Iterable[str] = (),
+    labels: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The experiment's Role (namespaced: it can never reach another namespace)."""
+    names = access_names(experiment)
+    return {
+        "apiVersion": RBAC_VERSION,
+        "kind": "Role",
+        "metadata": _metadata(names.role, namespace, labels or {}),
+        "rules": role_rules(experiment, outputs_refs),
+    }
+
+
+def role_binding(
+    experiment: str, namespace: str, labels: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """Binds the Role to the experiment's ServiceAccount only; deleted at revocation."""
+    names = access_names(experiment)
+    return {
+        "apiVersion": RBAC_VERSION,
+        "kind": "RoleBinding",
+        "metadata": _metadata(names.role_binding, namespace, labels or {}),
+        "roleRef": {"apiGroup": RBAC_GROUP, "kind": "Role", "name": names.role},
+        "subjects": [
+            {"kind": "ServiceAccount", "name": names.service_account, "namespace": namespace}
+        ],
+    }
+
+
+def token_secret(
+    experiment: str, namespace: str, labels: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The Secret the token is bound to; created empty, filled by ``tokens.mint``.
+
+    It must exist before minting, because TokenRequest binds the token to its uid.
+    """
+    names = access_names(experiment)
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": _metadata(names.secret, namespace, labels or {}),
+    }
+
+
+def _rfc3339(moment: datetime) -> str:
+    if moment.tzinfo is None:
+        raise ValueError(f"timestamp {moment!r} must be timezone-aware")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def token_secret_patch(token: str, issued_at: datetime, expires_at: datetime) -> dict[str, Any]:
+    """A merge patch that stores a freshly minted token and its lifetime in the Secret."""
+    if not token:
+        raise ValueError("the TokenRequest returned an empty token")
+    return {
+        "metadata": {
+            "annotations": {
+                ANNOTATION_ISSUED_AT: _rfc3339(issued_at),
+                ANNOTATION_EXPIRES_AT: _rfc3339(expires_at),
+            }
+        },
+        "data": {SECRET_KEY_TOKEN: base64.b64encode(token.encode()).decode("ascii")},
+    }
+
+
+def token_sources(experiment: str, under: str = contract.DIR_TOKEN) -> list[dict[str, Any]]:
+    """Projected-volume sources: the token and the CA, as files under ``under``.
+
+    With the default, they fit into a context directory that is itself one projected
+    volume (the context ConfigMap plus these sources) and appear as
+    ``<context_dir>/DIR_TOKEN/FILE_TOKEN`` and ``.../FILE_CA``. ``token_volume`` uses
+    ``under=""`` for a volume of its own mounted at ``<context_dir>/DIR_TOKEN``.
+    Neither source is optional: a pod must not start without its token.
+    """
+    names = access_names(experiment)
+    prefix = f"{under.strip('/')}/" if under.strip("/") else ""
+    return [
+        {
+            "secret": {
+                "name": names.secret,
+                "items": [{"key": SECRET_KEY_TOKEN, "path": prefix + contract.FILE_TOKEN}],
+            }
+        },
+        {
+            "configMap": {
+                "name": ROOT_CA_CONFIGMAP,
+                "items": [{"key": ROOT_CA_KEY, "path": prefix + contract.FILE_CA}],
+            }
+        },
+    ]
+
+
+def token_volume(experiment: str) -> dict[str, Any]:
+    """A projected volume holding ``FILE_TOKEN`` and ``FILE_CA`` at its root."""
+    return {
+        "name": VOLUME_NAME,
+        "projected": {"defaultMode": VOLUME_MODE, "sources": token_sources(experiment, "")},
+    }
+
+
+def token_mount(context_dir: str) -> dict[str, Any]:
+    """Mount ``token_volume`` at ``<context_dir>/DIR_TOKEN``, read-only.
+
+    ``subPath`` is not used: subPath mounts never see updates, and a refreshed token must
+    reach running pods.
+    """
+    if not context_dir.startswith("/") or ".." in context_dir.split("/"):
+        raise ValueError(f"context directory {context_dir!r} must be an absolute path without '..'")
+    return {
+        "name": VOLUME_NAME,
+        "mountPath": f"{context_dir.rstrip('/')}/{contract.DIR_TOKEN}",
+        "readOnly": True,
+    }
+
+
+def with_token_volume(pod: Mapping[str, Any], experiment: str, context_dir: str) -> dict[str, Any]:
+    """A copy of a pod manifest with the token volume mounted in every container.
+
+    Init containers get it too (they may call the API before training starts). Nothing
+    else changes: ``serviceAccountName`` and ``automountServiceAccountToken`` stay as the
+    user wrote them, and no env var is added.
+    """
+    result = copy.deepcopy(dict(pod))
+    spec = result.setdefault("spec", {})
+    volumes = spec.setdefault("volumes", [])
+    if any(v.get("name") == VOLUME_NAME for v in volumes):
+        raise ValueError(
+            f"pod template already has a volume named {VOLUME_NAME!r}: the name is reserved "
+            "for the experiment's API token; rename that volume"
+        )
+    volumes.append(token_volume(experiment))
+    mount = token_mount(context_dir)
+    for kind in ("initContainers", "containers"):
+        for container in spec.get(kind) or []:
+            mounts = container.setdefault("volumeMounts", [])
+            if any(m.get("mountPath") == mount["mountPath"] for m in mounts):
+                raise ValueError(
+                    f"container {container.get('name')!r} already mounts something at "
+                    f"{mount['mountPath']!r}, where the experiment's API token goes"
+                )
+            mounts.append(dict(mount))
+    return result

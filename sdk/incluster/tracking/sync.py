@@ -1,0 +1,341 @@
+"""Keep a bounded tracking summary in the Experiment's ``status.tracking``.
+
+Why a poller on a daemon thread: the logging calls must stay as fast as a bare
+``os.write`` whatever the API does (down, slow, 500, 409, 403 after revocation). The run
+only bumps ``run.version``; this thread looks at it every N seconds, builds a bounded
+document from ``run.summary()`` and merge-patches it with the scoped client. A failed
+patch is retried with backoff (never more often than the interval allows) and never
+raised; each kind of failure is logged once. The full history stays in the event files;
+the status holds the latest value and step per metric, inputs, outputs, tags and refs.
+
+Why bounded: the Experiment is one etcd object (1.5 MiB at most, and every watcher gets
+all of it on each change). The document is capped per section and in bytes, far below
+that, and says what it left out.
+
+Only one replica writes (chief/master, else worker 0), so patches never race.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import math
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from incluster import context, contract
+from incluster.client import ApiError, AuthError, Client, TokenFileError, UnreachableError
+from incluster.errors import ContextError
+
+log = logging.getLogger("incluster.tracking.sync")
+
+DEFAULT_INTERVAL: Final = 10.0
+#: The first retry after a failure; doubled per failure, capped at the interval.
+RETRY_FIRST_SECONDS: Final = 0.5
+#: How long ``close()`` keeps trying to deliver the final summary by default.
+FINAL_TIMEOUT_SECONDS: Final = 10.0
+#: (connect, read) timeouts of the sync's client: short, the next round retries anyway.
+CLIENT_TIMEOUT: Final = (2.0, 5.0)
+
+#: summary section -> key in ``status.tracking``, in the order the byte budget serves them.
+SECTIONS: Final = (
+    ("metrics", "metrics"),
+    ("outputs", "outputs"),
+    ("inputs", "inputs"),
+    ("tags", "tags"),
+    ("artifacts", "artifacts"),
+    ("data_refs", "dataRefs"),
+)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Caps on the document; the defaults keep it under 64 KiB (etcd allows 1.5 MiB)."""
+
+    max_entries: int = 200
+    max_bytes: int = 64 * 1024
+    max_entry_bytes: int = 2048
+
+
+def is_summary_writer(cluster: Mapping[str, Sequence[str]], task: Mapping[str, Any]) -> bool:
+    """True for the one replica that patches the summary: chief/master 0, else worker 0."""
+    for task_type in (contract.CHIEF, contract.MASTER, contract.WORKER):
+        if cluster.get(task_type):
+            return task.get("type") == task_type and task.get("index") == 0
+    return not cluster and task.get("index") == 0
+
+
+def interval_from_env(environ: Mapping[str, str]) -> float:
+    """The sync interval the operator set, or the default; a broken value is an error."""
+    raw = environ.get(contract.ENV_SUMMARY_SYNC_SECONDS)
+    if not raw:
+        return DEFAULT_INTERVAL
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise ContextError(
+            f"env var {contract.ENV_SUMMARY_SYNC_SECONDS}={raw!r} must be a number of seconds "
+            "> 0 (the operator's summary sync setting)"
+        )
+    return value
+
+
+def _json_safe(value: Any) -> Any:
+    """Non-finite floats become the strings the event format uses; JSON cannot hold them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _size(value: Any) -> int:
+    return len(json.dumps(value, separators=(",", ":"), allow_nan=False, default=str))
+
+
+def tracking_document(
+    summary: Mapping[str, Any],
+    limits: Limits = Limits(),
+    now: float | None = None,
+    primary: str | None = None,
+) -> dict[str, Any]:
+    """The bounded ``status.tracking`` document for a run summary (pure).
+
+    Dict sections keep their entries in name order, list sections their latest entries,
+    until the per-section or byte cap is reached; an entry larger than
+    ``max_entry_bytes`` is left out on its own. What was left out is counted under
+    ``truncated`` so nobody mistakes the status for the whole story. ``primary`` names
+    the metric shown as one short string in ``kubectl get xp``.
+    """
+    budget = limits.max_bytes - 512  # room for the scalars and the truncation note
+    used = 0
+    doc: dict[str, Any] = {}
+    omitted: dict[str, int] = {}
+    for source, key in SECTIONS:
+        value = summary.get(source)
+        if isinstance(value, Mapping):
+            entries: list[tuple[Any, Any]] = sorted(
+                ((str(k), _json_safe(v)) for k, v in value.items()), key=lambda kv: kv[0]
+            )
+        elif isinstance(value, list | tuple):
+            entries = [(None, _json_safe(v)) for v in reversed(value)]  # latest first
+        else:
+            continue
+        kept: list[tuple[Any, Any]] = []
+        for name, item in entries:
+            size = _size(item) + (0 if name is None else _size(name) + 1) + 1
+            full = len(kept) >= limits.max_entries or used + size > budget
+            if full or size > limits.max_entry_bytes:
+                omitted[key] = omitted.get(key, 0) + 1
+            else:
+                kept.append((name, item))
+                used += size
+        if isinstance(value, Mapping):
+            doc[key] = dict(kept)
+        else:
+            doc[key] = [item for _, item in reversed(kept)]
+    metrics = summary.get("metrics")
+    point = metrics.get(primary) if primary and isinstance(metrics, Mapping) else None
+    if isinstance(point, Mapping):
+        value, step = _json_safe(point.get("value")), point.get("step")
+        text = f"{primary}={value:.6g}" if isinstance(value, float) else f"{primary}={value}"
+        doc[contract.STATUS_TRACKING_PRIMARY] = text if step is None else f"{text} @ {step}"
+    dropped = summary.get("dropped")
+    if isinstance(dropped, int) and dropped:
+        doc["droppedRecords"] = dropped
+    moment = time.time() if now is None else now
+    doc["updatedAt"] = datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if omitted:
+        doc["truncated"] = {
+            "omitted": omitted,
+            "note": (
+                f"status.tracking keeps at most {limits.max_entries} entries per section and "
+                f"{limits.max_bytes} bytes; the full history is in the event files under the "
+                "experiment's outputs path (events/)"
+            ),
+        }
+    return doc
+
+
+def with_removals(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> dict[str, Any]:
+    """``current`` plus ``null`` for every key ``previous`` had and ``current`` lacks.
+
+    A merge patch only adds and replaces; without the nulls, an entry that a cap pushed
+    out (or a ``truncated`` note that no longer applies) would stay in the status forever.
+    """
+    result = dict(current)
+    for key, old in (previous or {}).items():
+        if key not in current:
+            result[key] = None
+        elif isinstance(old, Mapping) and isinstance(current[key], Mapping):
+            result[key] = with_removals(old, current[key])
+    return result
+
+
+def _union(a: Mapping[str, Any] | None, b: Mapping[str, Any]) -> dict[str, Any]:
+    """The keys either document may have left in the status (a failed patch may have landed)."""
+    result = dict(a or {})
+    for key, value in b.items():
+        old = result.get(key)
+        if isinstance(old, Mapping) and isinstance(value, Mapping):
+            result[key] = _union(old, value)
+        else:
+            result[key] = value
+    return result
+
+
+def failure_kind(exc: BaseException) -> str:
+    """One word per kind of failure, so each kind is logged once."""
+    if isinstance(exc, TokenFileError):
+        return "token"
+    if isinstance(exc, AuthError):
+        return "forbidden"
+    if isinstance(exc, ApiError):
+        if exc.status == 409:
+            return "conflict"
+        return "server" if exc.status == 429 or exc.status >= 500 else "rejected"
+    if isinstance(exc, UnreachableError):
+        return "unreachable"
+    if isinstance(exc, ContextError):
+        return "context"
+    return "internal"
+
+
+class SummarySync:
+    """The background patcher of one run's summary. ``start()``, then ``close()`` at end."""
+
+    def __init__(
+        self,
+        version: Callable[[], int],
+        summary: Callable[[], Mapping[str, Any]],
+        client: Callable[[], Client],
+        *,
+        interval: float = DEFAULT_INTERVAL,
+        limits: Limits = Limits(),
+        primary: str | None = None,
+    ) -> None:
+        self._version = version
+        self.primary = primary
+        self._summary = summary
+        self._make_client = client
+        self._client: Client | None = None
+        self.interval = interval
+        self.limits = limits
+        #: The run version whose summary the API last accepted (None: nothing yet).
+        self.synced_version: int | None = None
+        #: Failures seen so far, by kind (``failure_kind``).
+        self.failures: dict[str, int] = {}
+        self._left_in_status: dict[str, Any] | None = None
+        self._stop = threading.Event()
+        self._final_deadline = 0.0
+        self._thread = threading.Thread(
+            target=self._main, name="incluster-summary-sync", daemon=True
+        )
+
+    def start(self) -> SummarySync:
+        self._thread.start()
+        atexit.register(self.close)
+        return self
+
+    @property
+    def converged(self) -> bool:
+        """True when the status holds the summary of the run's current version."""
+        return self.synced_version == self._version()
+
+    def sync_once(self) -> bool:
+        """Patch the current summary now; False (never an exception) on failure."""
+        version = self._version()
+        try:
+            if self._client is None:
+                self._client = self._make_client()
+            doc = tracking_document(self._summary(), self.limits, primary=self.primary)
+            patch = with_removals(self._left_in_status, doc)
+            self._left_in_status = _union(self._left_in_status, doc)
+            self._client.patch_status({contract.STATUS_TRACKING: patch})
+        except Exception as exc:  # a bug here must not kill the thread either
+            kind = failure_kind(exc)
+            self.failures[kind] = self.failures.get(kind, 0) + 1
+            if self.failures[kind] == 1:
+                log.warning(
+                    "incluster could not update the experiment's status.tracking (%s): %s; "
+                    "training and the event files are unaffected, the summary is retried in "
+                    "the background and this kind of failure is not logged again",
+                    kind,
+                    exc,
+                )
+            return False
+        self._left_in_status = doc
+        self.synced_version = version
+        return True
+
+    def _main(self) -> None:
+        failures = 0
+        while not self._stop.wait(self._retry_delay(failures)):
+            if self._version() != self.synced_version:
+                failures = 0 if self.sync_once() else failures + 1
+        # Final round: deliver the last summary until the deadline close() set.
+        while self._version() != self.synced_version and time.monotonic() < self._final_deadline:
+            if self.sync_once():
+                break
+            failures += 1
+            pause = min(self._retry_delay(failures), self._final_deadline - time.monotonic())
+            if pause > 0:
+                time.sleep(pause)  # backoff on this background thread, never in training
+        if self._client is not None:
+            self._client.close()
+
+    def _retry_delay(self, failures: int) -> float:
+        if failures == 0:
+            return self.interval
+        return min(self.interval, RETRY_FIRST_SECONDS * 2.0 ** (failures - 1))
+
+    def close(self, timeout: float = FINAL_TIMEOUT_SECONDS) -> bool:
+        """Push the final summary (trying for up to ``timeout`` s) and stop; True if synced.
+
+        Never raises; a summary that cannot be delivered is logged (once) and left to the
+        event files.
+        """
+        atexit.unregister(self.close)
+        if not self._thread.is_alive():
+            return self.converged
+        self._final_deadline = time.monotonic() + timeout
+        self._stop.set()
+        self._thread.join(timeout + CLIENT_TIMEOUT[0] + CLIENT_TIMEOUT[1])
+        return self.converged
+
+
+def start_for(
+    version: Callable[[], int],
+    summary: Callable[[], Mapping[str, Any]],
+    environ: Mapping[str, str] | None = None,
+) -> SummarySync | None:
+    """Start the sync when this process is the summary writer of an in-cluster run.
+
+    Returns None outside a cluster and on every other replica. Building the client is
+    deferred to the thread, so a missing token file is reported there (once), not here.
+    """
+    env = os.environ if environ is None else environ
+    if not context.is_in_cluster():
+        return None
+    if not is_summary_writer(context.get_cluster_def(), context.get_task_info()):
+        return None
+    interval = interval_from_env(env)
+    document = context.document() or {}
+    primary = document.get(contract.KEY_PRIMARY_METRIC)
+    return SummarySync(
+        version,
+        summary,
+        lambda: Client(timeout=CLIENT_TIMEOUT, retries=0),
+        interval=interval,
+        primary=primary if isinstance(primary, str) else None,
+    ).start()

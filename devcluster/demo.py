@@ -71,44 +71,19 @@ def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.1)
 
 
 @dataclass
-class DevStack:
-    """Emulator + pod runner and the operator as child processes, in ``workdir``."""
+class Stack:
+    """An API with the operator running behind it, reached through a kubeconfig.
 
-    workdir: Path
-    operator_env: Mapping[str, str] = field(default_factory=dict)
-    _procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-    _logs: list[IO[bytes]] = field(default_factory=list)
+    A real cluster (with the operator installed) is used as is; ``DevStack`` starts one.
+    """
 
-    @property
-    def kubeconfig(self) -> Path:
-        return self.workdir / "kubeconfig"
+    kubeconfig: Path
 
-    @property
-    def pods_dir(self) -> Path:
-        return self.workdir / "pods"
-
-    def outputs_dir(self, outputs_subpath: str) -> Path:
-        """Where a pod's outputs path lands on this machine (the hostPath under the runner)."""
-        return self.pods_dir / "hostpath" / OUTPUTS_HOST_PATH.lstrip("/") / outputs_subpath
-
-    def log(self, name: str) -> str:
-        path = self.workdir / f"{name}.log"
-        return path.read_text(errors="replace") if path.exists() else ""
+    def check(self) -> None:
+        """Raise StackError when a component is down (nothing to check on a real cluster)."""
 
     def env(self) -> dict[str, str]:
         return {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
-
-    def _start(self, name: str, argv: Sequence[str], env: Mapping[str, str]) -> None:
-        log = (self.workdir / f"{name}.log").open("wb")
-        self._logs.append(log)
-        self._procs[name] = subprocess.Popen(
-            list(argv), cwd=ROOT, env=dict(env), stdout=log, stderr=subprocess.STDOUT
-        )
-
-    def _alive(self, name: str) -> None:
-        proc = self._procs[name]
-        if proc.poll() is not None:
-            raise StackError(f"{name} exited with {proc.returncode}:\n{self.log(name)[-3000:]}")
 
     def kubectl(self, *args: str, check: bool = True, timeout: float = 60) -> str:
         result = subprocess.run(
@@ -122,6 +97,58 @@ class DevStack:
             raise StackError(f"kubectl {' '.join(args)} failed:\n{result.stderr}")
         return result.stdout
 
+    def experiment(self, name: str, namespace: str = "default") -> dict[str, Any]:
+        out = self.kubectl("get", "experiment", name, "-n", namespace, "-o", "json")
+        return dict(json.loads(out))
+
+    def wait_finished(self, name: str, namespace: str = "default", timeout: float = 90) -> str:
+        """Poll the Experiment's phase until Succeeded/Failed; the components must stay up."""
+
+        def finished() -> str | None:
+            self.check()
+            phase = (self.experiment(name, namespace).get("status") or {}).get("phase")
+            return phase if phase in ("Succeeded", "Failed") else None
+
+        return str(wait_until(finished, timeout, f"experiment {namespace}/{name} to finish", 0.3))
+
+
+@dataclass
+class DevStack(Stack):
+    """Emulator + pod runner and the operator as child processes, files in ``workdir``."""
+
+    workdir: Path = Path()
+    operator_env: Mapping[str, str] = field(default_factory=dict)
+    _procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    _logs: list[IO[bytes]] = field(default_factory=list)
+
+    @classmethod
+    def at(cls, workdir: Path, **options: Any) -> DevStack:
+        return cls(kubeconfig=workdir / "kubeconfig", workdir=workdir, **options)
+
+    @property
+    def pods_dir(self) -> Path:
+        return self.workdir / "pods"
+
+    def outputs_dir(self, outputs_subpath: str) -> Path:
+        """Where a pod's outputs path lands on this machine (the hostPath under the runner)."""
+        return self.pods_dir / "hostpath" / OUTPUTS_HOST_PATH.lstrip("/") / outputs_subpath
+
+    def log(self, name: str) -> str:
+        path = self.workdir / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def check(self) -> None:
+        for name, proc in self._procs.items():
+            if proc.poll() is not None:
+                raise StackError(f"{name} exited with {proc.returncode}:\n{self.log(name)[-3000:]}")
+
+    def _start(self, name: str, argv: Sequence[str], env: Mapping[str, str]) -> None:
+        log = (self.workdir / f"{name}.log").open("wb")
+        self._logs.append(log)
+        self._procs[name] = subprocess.Popen(
+            list(argv), cwd=ROOT, env=dict(env), stdout=log, stderr=subprocess.STDOUT
+        )
+
     def start(self) -> DevStack:
         self.workdir.mkdir(parents=True, exist_ok=True)
         serve = [
@@ -131,7 +158,7 @@ class DevStack:
         self._start("devcluster", serve, os.environ)
 
         def ready() -> bool:
-            self._alive("devcluster")
+            self.check()
             return self.kubeconfig.exists()
 
         wait_until(ready, 30, "the emulator's kubeconfig")
@@ -173,21 +200,6 @@ class DevStack:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def experiment(self, name: str, namespace: str = "default") -> dict[str, Any]:
-        out = self.kubectl("get", "experiment", name, "-n", namespace, "-o", "json")
-        return dict(json.loads(out))
-
-    def wait_finished(self, name: str, namespace: str = "default", timeout: float = 90) -> str:
-        """Poll the Experiment's phase until Succeeded/Failed; the components must stay up."""
-
-        def finished() -> str | None:
-            self._alive("devcluster")
-            self._alive("operator")
-            phase = (self.experiment(name, namespace).get("status") or {}).get("phase")
-            return phase if phase in ("Succeeded", "Failed") else None
-
-        return str(wait_until(finished, timeout, f"experiment {namespace}/{name} to finish", 0.3))
-
 
 def _section(title: str) -> None:
     print(f"\n=== {title}", flush=True)
@@ -203,7 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     with tempfile.TemporaryDirectory(prefix="incluster-demo-") as tmp:
-        stack = DevStack(Path(tmp))
+        stack = DevStack.at(Path(tmp))
         with stack:
             _section("kubectl apply -f examples/03-peers.yaml")
             print(stack.kubectl("apply", "-f", str(EXAMPLE)), end="")
@@ -216,7 +228,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(stack.kubectl("get", "xp"), end="")
             status = stack.experiment("peers").get("status") or {}
             _section("tracked summary (status.tracking)")
-            print(json.dumps(status.get("tracking"), indent=2, sort_keys=True))
+            tracking = status.get("tracking")
+            if tracking is None:
+                print("(none: the master could not reach the API; its log says why)")
+            else:
+                print(json.dumps(tracking, indent=2, sort_keys=True))
             _section("metrics (incluster metrics)")
             outputs = stack.outputs_dir("default/examples/peers")
             from incluster.cli import main as incluster_main

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from incluster import contract
 from incluster_operator.local.address import replica_address
 from incluster_operator.local.errors import PodSpecError
 from incluster_operator.local.plan import Layout, Node, PodPlan, inherited_env, plan_pod
@@ -32,12 +33,18 @@ def _key(pod: Mapping[str, Any]) -> str:
 
 
 def api_env(host_url: str) -> dict[str, str]:
-    """``KUBERNETES_SERVICE_HOST``/``PORT`` pointing at this API, as a kubelet injects them."""
+    """The API's address as a kubelet injects it, plus the SDK's override for plain HTTP.
+
+    ``KUBERNETES_SERVICE_HOST``/``PORT`` are what every pod gets; the SDK's client builds
+    ``https://`` from them, but the emulator speaks plain HTTP, so ``INCLUSTER_API_URL``
+    (the client's documented override) carries the exact URL.
+    """
     url = urlsplit(host_url)
     port = url.port or (443 if url.scheme == "https" else 80)
     return {
-        "KUBERNETES_SERVICE_HOST": url.hostname or "127.0.0.1",
-        "KUBERNETES_SERVICE_PORT": str(port),
+        contract.ENV_KUBERNETES_SERVICE_HOST: url.hostname or "127.0.0.1",
+        contract.ENV_KUBERNETES_SERVICE_PORT: str(port),
+        contract.ENV_API_URL: host_url.rstrip("/"),
     }
 
 

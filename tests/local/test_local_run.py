@@ -189,3 +189,23 @@ def test_exit_code_policy_recreates_a_killed_worker(tmp_path, capsys):
     assert code == 0, printed
     assert "PodRecreated: pod peers-worker-1 failed (exit code 137" in printed
     assert "Succeeded: all 3 master/chief and worker pods succeeded" in printed
+
+
+def test_a_local_replica_does_not_try_to_reach_an_api(tmp_path, monkeypatch):
+    """The master's env under `incluster run` has a context but no API: no summary sync."""
+    from incluster.tracking import sync
+    from incluster_operator.local.plan import materialise
+    from incluster_operator.local.runner import Options, load_manifest, prepare
+
+    path, _ = unique_example(tmp_path)
+    prepared = prepare(load_manifest(path), Options(outputs=tmp_path / "o", workdir=tmp_path))
+    plan = prepared.plan(("master", 0), "uid-1")
+    materialise(plan)
+    env = dict(plan.containers[0].env)
+    for name in list(os.environ):
+        if name.startswith(("INCLUSTER_", "KUBERNETES_")):
+            monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert sync.is_summary_writer(sync.context.get_cluster_def(), sync.context.get_task_info())
+    assert sync.start_for(lambda: 0, dict, environ=env) is None

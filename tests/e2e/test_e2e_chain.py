@@ -109,6 +109,14 @@ def test_distributed_example_succeeds_with_every_replica_seeing_its_peers(
         others = sorted({"master:0", "ps:0", "worker:0", "worker:1"} - {me})
         assert f"{me}: exchanged greetings with {others}" in lines
     assert len(set(clusters.values())) == 1
+    # Loopback addressing: each pod's IP is its own address in the cluster definition.
+    cm = stack.kubectl("get", "configmap", f"{name}-context", "-n", namespace, "-o", "json")
+    cluster = json.loads(json.loads(cm)["data"]["cluster.json"])
+    for replica in REPLICAS:
+        kind, index = replica.rsplit("-", 1)
+        pod = stack.kubectl("get", "pod", f"{name}-{replica}", "-n", namespace, "-o", "json")
+        host = cluster[kind][int(index)].rsplit(":", 1)[0]
+        assert json.loads(pod)["status"]["podIP"] == host
     # Metrics and an artifact per replica, in the outputs path the status reports.
     outputs = stack.outputs_dir(status["outputsPath"].removeprefix("/outputs/"))
     for replica in REPLICAS:

@@ -77,7 +77,7 @@ class Console:
 
     def _draw(self) -> None:
         for replica, text in self._states.items():
-            code = "31" if text.startswith("Failed") else "2"
+            code = {"Failed": "31", "Succeeded": "32"}.get(text.split(" ", 1)[0], "2")
             self._out.write(f"{self._prefix(replica)} {self._paint(text, code)}\n")
         self._drawn = len(self._states)
 

@@ -6,6 +6,9 @@ kopf need exact discovery documents, so they are rendered here from the table.
 
 from __future__ import annotations
 
+import functools
+import gzip
+import importlib.resources
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -15,6 +18,31 @@ DEFAULT_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch",
 CRD_RESOURCE = ("apiextensions.k8s.io", "v1", "customresourcedefinitions")
 
 ResKey = tuple[str, str, str]  # group, version, plural
+
+
+@functools.cache
+def _bundled() -> tuple[tuple[kmock.resource, kmock.ResourceInfo], ...]:
+    """kmock's bundled built-in resources (a k3s discovery dump), parsed once per process."""
+    blob = importlib.resources.files("kmock._internal").joinpath("resources.json.gz").read_bytes()
+    table = kmock.ResourcesArray()
+    table.load_data(gzip.decompress(blob))
+    return tuple((ref, table[ref]) for ref in table)
+
+
+def builtin_resources() -> dict[kmock.resource, kmock.ResourceInfo]:
+    """Fresh copies: an emulator may change its table (CRDs, tests) without leaking."""
+    return {
+        ref: kmock.ResourceInfo(
+            namespaced=info.namespaced,
+            kind=info.kind,
+            singular=info.singular,
+            verbs=set(info.verbs),
+            shortnames=set(info.shortnames),
+            categories=set(info.categories),
+            subresources=set(info.subresources),
+        )
+        for ref, info in _bundled()
+    }
 
 
 def group_version(group: str, version: str) -> str:

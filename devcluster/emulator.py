@@ -67,6 +67,17 @@ class _Event(NamedTuple):
     type: str
     obj: dict[str, Any]
     old: dict[str, Any] | None
+    lines: dict[str, bytes]  # the encoded line per visible type, shared by all watchers
+
+    def line(self, kind: str) -> bytes:
+        encoded = self.lines.get(kind)
+        if encoded is None:
+            encoded = self.lines[kind] = _encode(kind, self.obj)
+        return encoded
+
+
+def _encode(kind: str, obj: Mapping[str, Any]) -> bytes:
+    return json.dumps({"type": kind, "object": obj}).encode() + b"\n"
 
 
 @attrs.define(eq=False)
@@ -199,6 +210,7 @@ class Emulator(kmock.KubernetesEmulator):
         factory=lambda: collections.defaultdict(set), init=False
     )
     _refs: dict[ResKey, kmock.resource] = attrs.field(factory=dict, init=False)
+    _infos: dict[ResKey, kmock.ResourceInfo] = attrs.field(factory=dict, init=False)
     _gc_queue: asyncio.Queue[str] = attrs.field(factory=asyncio.Queue, init=False)
     _gc_task: asyncio.Task[None] | None = attrs.field(default=None, init=False)
     _served: int = attrs.field(default=0, init=False)
@@ -210,7 +222,8 @@ class Emulator(kmock.KubernetesEmulator):
         # so only the user's reactions are matched against requests (and only cheaply).
         self._requests = collections.deque(maxlen=self.request_log_size)  # type: ignore[assignment]
         self._events = collections.deque(maxlen=self.event_window)
-        self._resources.load_bundled()
+        for ref, info in discovery.builtin_resources().items():
+            self._resources[ref] = info
         for ns in PRELOADED_NAMESPACES:
             self._create_namespace_defaults(ns, preload=True)
 
@@ -332,7 +345,7 @@ class Emulator(kmock.KubernetesEmulator):
             body=body,
             text=body.decode("utf-8", "replace"),
             action=_kmock_action(raw.method, parsed.name, watch) if parsed else None,
-            resource=kmock.resource(parsed.group, parsed.version, parsed.plural or "")
+            resource=self._ref((parsed.group, parsed.version, parsed.plural or ""))
             if parsed
             else None,
             namespace=parsed.namespace if parsed else None,
@@ -389,9 +402,14 @@ class Emulator(kmock.KubernetesEmulator):
         }
 
     def _info(self, key: ResKey) -> kmock.ResourceInfo | None:
-        ref = self._ref(key)
-        # Not .get(): kmock's ResourcesArray creates missing entries on __getitem__.
-        return self._resources[ref] if ref in self._resources else None  # noqa: SIM401
+        # kmock's ResourcesArray checks keys against a runtime Protocol (slow): cache hits here.
+        info = self._infos.get(key)
+        if info is None:
+            ref = self._ref(key)
+            if ref not in self._resources:
+                return None
+            info = self._infos[key] = self._resources[ref]
+        return info
 
     def _ref(self, key: ResKey) -> kmock.resource:
         ref = self._refs.get(key)
@@ -606,7 +624,7 @@ class Emulator(kmock.KubernetesEmulator):
             self._objects[ref, objkey[0], objkey[1]] = new
         if len(self._events) == self._events.maxlen:
             self._compacted_rv = self._events[0].rv
-        event = _Event(self._rv, key, kind, new, old)
+        event = _Event(self._rv, key, kind, new, old, {})
         self._events.append(event)
         for watcher in self._watchers.get(key, ()):
             watcher.queue.put_nowait(event)
@@ -743,8 +761,9 @@ class Emulator(kmock.KubernetesEmulator):
             resources = discovery.crd_resources(crd)
         except ValueError as e:
             raise api_error(422, "Invalid", f"CustomResourceDefinition: {e}") from e
-        for (group, version, plural), info in resources.items():
-            self._resources[kmock.resource(group, version, plural)] = info
+        for key, info in resources.items():
+            self._resources[self._ref(key)] = info
+            self._infos[key] = info
         names = crd["spec"]["names"]
         crd["status"] = {
             "acceptedNames": names,
@@ -777,7 +796,8 @@ class Emulator(kmock.KubernetesEmulator):
                 self._commit(key, "DELETED", obj, obj)
             for watcher in self._watchers.get(key, ()):
                 watcher.queue.put_nowait(None)
-            ref = kmock.resource(*key)
+            ref = self._ref(key)
+            self._infos.pop(key, None)
             if ref in self._resources:
                 del self._resources[ref]
 
@@ -1069,7 +1089,7 @@ class Emulator(kmock.KubernetesEmulator):
         api_version = discovery.group_version(key[0], key[1])
 
         async def send(kind: str, obj: Mapping[str, Any]) -> None:
-            await response.write(json.dumps({"type": kind, "object": obj}).encode() + b"\n")
+            await response.write(_encode(kind, obj))
 
         def bookmark(annotations: dict[str, str] | None = None) -> dict[str, Any]:
             meta: dict[str, Any] = {"resourceVersion": str(self._rv)}
@@ -1091,24 +1111,41 @@ class Emulator(kmock.KubernetesEmulator):
                 await send(kind, obj)
             if initial_events and bookmarks:
                 await send("BOOKMARK", bookmark({"k8s.io/initial-events-end": "true"}))
-            while True:
-                wait = self.bookmark_interval if bookmarks else None
+            next_bookmark = time.monotonic() + self.bookmark_interval
+            while raw.transport is not None and not raw.transport.is_closing():
+                # Wake up at least every second: aiohttp does not cancel the handler when the
+                # client goes away, and a stream nobody reads must not pin the server.
+                now = time.monotonic()
+                wait = min(1.0, max(next_bookmark - now, 0.0)) if bookmarks else 1.0
                 if deadline is not None:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
+                    if deadline <= now:
                         break
-                    wait = min(wait, left) if wait is not None else left
+                    wait = min(wait, deadline - now)
                 try:
-                    event = await asyncio.wait_for(watcher.queue.get(), wait)
+                    if watcher.queue.empty():
+                        event = await asyncio.wait_for(watcher.queue.get(), wait)
+                    else:
+                        event = watcher.queue.get_nowait()
                 except TimeoutError:
-                    if bookmarks and watcher.queue.empty():
+                    if bookmarks and time.monotonic() >= next_bookmark and watcher.queue.empty():
                         await send("BOOKMARK", bookmark())
+                        next_bookmark = time.monotonic() + self.bookmark_interval
                     continue
-                if event is None:
+                # Drain what is already queued into one write: one syscall per burst.
+                batch = [event]
+                while batch[-1] is not None and not watcher.queue.empty():
+                    batch.append(watcher.queue.get_nowait())
+                lines = [
+                    item.line(visible)
+                    for item in batch
+                    if item is not None
+                    for visible in [self._visible(item, matches)]
+                    if visible is not None
+                ]
+                if lines:
+                    await response.write(b"".join(lines))
+                if batch[-1] is None:
                     break
-                visible = self._visible(event, matches)
-                if visible is not None:
-                    await send(visible, event.obj)
             await response.write_eof()
         except ConnectionError:
             pass  # the client went away; nothing to tell it

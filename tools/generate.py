@@ -31,6 +31,7 @@ def _context_reference() -> str:
         c.KEY_DATA_PATHS,
         c.KEY_FRAMEWORK,
         c.KEY_EVALUATOR_IN_CLUSTER,
+        c.KEY_PRIMARY_METRIC,
     )
     return (
         "# Context reference\n\n"
@@ -55,6 +56,10 @@ def _context_reference() -> str:
         f"`{c.FILE_CLUSTER}` is then the only source |\n"
         f"| `{c.ENV_LOCAL_OUTPUTS_ROOT}` | outputs root of a run without context "
         "(default `./outputs`) |\n"
+        f"| `{c.ENV_SUMMARY_SYNC_SECONDS}` | seconds between two patches of "
+        f"`status.{c.STATUS_TRACKING}` (default 10; docs/security.md) |\n"
+        f"| `{c.ENV_API_URL}` | API base URL for the scoped client; unset in a cluster, where "
+        f"`{c.ENV_KUBERNETES_SERVICE_HOST}`/`{c.ENV_KUBERNETES_SERVICE_PORT}` apply |\n"
         "\n## Framework env\n\n"
         "Set where the Experiment's framework asks for it (world replicas only: "
         f"`{c.MASTER}`, `{c.CHIEF}`, `{c.WORKER}`):\n\n"

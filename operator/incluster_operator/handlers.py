@@ -34,11 +34,18 @@ import urllib3
 from kubernetes import client as k8s_client
 from kubernetes.client.exceptions import ApiException
 
-from incluster_operator import k8s, status
+from incluster_operator import k8s, status, tokens
 from incluster_operator.api import names
 from incluster_operator.api.models import GROUP, PLURAL, VERSION, ExperimentSpec
 from incluster_operator.api.validation import InvalidSpec, validate
-from incluster_operator.render import ExperimentMeta, plan, render_config_map, render_service
+from incluster_operator.render import (
+    ExperimentMeta,
+    access,
+    owner_reference,
+    plan,
+    render_config_map,
+    render_service,
+)
 from incluster_operator.render.pods import render_pod, replica_keys
 from incluster_operator.settings import Settings, SettingsError, from_env
 
@@ -50,6 +57,9 @@ FINALIZER: Final = "incluster.dev/operator"
 RESYNC_SECONDS: Final = 60.0
 #: Backoff after a failed API call: doubles from the first value up to the second.
 RETRY_SECONDS: Final = (0.2, 30.0)
+#: How often the token timer looks at an experiment's token (refreshes happen far less often:
+#: at half of a lifetime of at least 600 s, ``tokens.refresh_at``).
+TOKEN_CHECK_SECONDS: Final = 60.0
 #: Errors worth retrying: the API answered with an error, or could not be reached.
 RETRYABLE: Final = (ApiException, urllib3.exceptions.HTTPError, OSError)
 
@@ -81,16 +91,61 @@ def meta_of(body: Mapping[str, Any]) -> ExperimentMeta:
     )
 
 
+def _owned(obj: dict[str, Any], meta: ExperimentMeta) -> dict[str, Any]:
+    """``obj`` with this experiment's labels and owner reference (deleted with it)."""
+    metadata = obj["metadata"]
+    metadata["labels"] = {
+        **metadata.get("labels", {}),
+        **names.selector(meta.name, meta.uid),
+        names.LABEL_MANAGED_BY: names.MANAGED_BY,
+    }
+    metadata["ownerReferences"] = [owner_reference(meta)]
+    return obj
+
+
+def access_objects(spec: ExperimentSpec, meta: ExperimentMeta) -> tuple[dict[str, Any], ...]:
+    """The scoped identity: ServiceAccount, Role, RoleBinding and the (empty) token Secret.
+
+    The Role may read the experiments whose outputs this one mounts: a reference's last
+    part is that experiment's name.
+    """
+    refs = [ref.rsplit("/", 1)[-1] for ref in spec.outputs_refs.experiments]
+    return tuple(
+        _owned(obj, meta)
+        for obj in (
+            access.service_account(meta.name, meta.namespace),
+            access.role(meta.name, meta.namespace, refs),
+            access.role_binding(meta.name, meta.namespace),
+            access.token_secret(meta.name, meta.namespace),
+        )
+    )
+
+
+def with_token_files(pod: dict[str, Any], experiment: str) -> dict[str, Any]:
+    """The pod with the token and CA projected into its context volume.
+
+    One projected volume (context ConfigMap + token Secret + CA) instead of a second
+    volume mounted inside the first: the kubelet mounts ConfigMap volumes read-only, so
+    it could not create the nested mount point.
+    """
+    volumes = pod["spec"]["volumes"]
+    for i, volume in enumerate(volumes):
+        if volume.get("name") == names.VOLUME_CONTEXT and "configMap" in volume:
+            sources = [{"configMap": volume["configMap"]}, *access.token_sources(experiment)]
+            volumes[i] = {"name": names.VOLUME_CONTEXT, "projected": {"sources": sources}}
+    return pod
+
+
 def desired(body: Mapping[str, Any], settings: Settings) -> Desired:
     """Validate and render everything; raises ``InvalidSpec`` and nothing else."""
     meta = meta_of(body)
     spec = validate(body.get("spec"), meta.name, settings)
     p = plan(spec, meta, settings)
-    pods = {key: render_pod(p, *key) for key in replica_keys(p)}
+    pods = {key: with_token_files(render_pod(p, *key), meta.name) for key in replica_keys(p)}
     return Desired(
         spec=spec,
         meta=meta,
-        children=(render_service(p), render_config_map(p)),
+        children=(render_service(p), render_config_map(p), *access_objects(spec, meta)),
         pods=pods,
     )
 
@@ -150,22 +205,31 @@ class Runtime:
 
 @dataclass(frozen=True)
 class Step:
-    """The outcome of one reconcile: stop looping, and when to look again."""
+    """The outcome of one reconcile: stop looping, or when to look again."""
 
     done: bool
-    ensured: bool = False
     requeue_after: float | None = None
+
+
+@dataclass
+class Progress:
+    """What one experiment's loop has achieved; survives failed rounds, not restarts."""
+
+    #: Service, ConfigMap and access objects exist and the token is minted.
+    children: bool = False
+    #: The pods of the first round were created (see ``reconcile``).
+    first_pods: bool = False
 
 
 def _no_pod(task_type: str, index: int) -> dict[str, Any]:
     raise AssertionError(f"no pod may be created for {task_type}-{index} of a failed experiment")
 
 
-def reconcile(runtime: Runtime, namespace: str, name: str, ensured: bool) -> Step:
+def reconcile(runtime: Runtime, namespace: str, name: str, progress: Progress) -> Step:
     """Read the experiment and its pods, decide (``status``), act (``k8s``).
 
-    ``ensured`` says the Service and ConfigMap already exist (this loop created or
-    adopted them); pods are checked on every call because they come and go.
+    Children other than pods are ensured once per loop (``progress``): after a restart
+    the new loop adopts them; pods are compared with the desired set on every call.
     """
     api = runtime.api
     body = k8s.read_experiment(api, namespace, name)
@@ -180,9 +244,12 @@ def reconcile(runtime: Runtime, namespace: str, name: str, ensured: bool) -> Ste
         return Step(done=True)
     finished = (current or {}).get("phase") in status.FINISHED
     try:
-        if not ensured and not finished:
+        if not progress.children and not finished:
             for child in admitted.children:
                 k8s.ensure(api, child, meta.uid)
+            # Before any pod: the pods mount the token, and it is minted only if missing.
+            tokens.refresh_if_due(api.client, namespace, name, runtime.settings.token_ttl_seconds)
+        progress.children = True
         pods = k8s.list_pods(api, meta)
         decision = status.reconcile(
             admitted.spec,
@@ -193,33 +260,30 @@ def reconcile(runtime: Runtime, namespace: str, name: str, ensured: bool) -> Ste
             runtime.settings,
             (body.get("metadata") or {}).get("generation"),
         )
-        if decision.create and not decision.delete and not ensured:
+        if decision.create and not decision.delete and not progress.first_pods:
             # The first round creates the pods; the status it computed predates them.
             # Writing it would be overwritten at once, so look again first: one status
             # write (and one event) fewer per experiment.
             k8s.apply_pods(api, meta, decision, pods, admitted.render)
-            return Step(done=False, ensured=True, requeue_after=0.0)
+            progress.first_pods = True
+            return Step(done=False, requeue_after=0.0)
+        progress.first_pods = True
+        if decision.status.phase in status.FINISHED and not finished:
+            # Revoke first: should the status write fail, the next round revokes again.
+            tokens.revoke(api.client, namespace, name)
         k8s.apply(api, meta, decision, current, pods, admitted.render, now)
-    except k8s.ChildConflict as problem:
-        k8s.apply(
-            api,
-            meta,
-            blocked(current, "ChildConflict", str(problem), now),
-            current,
-            (),
-            _no_pod,
-            now,
-        )
-        return Step(done=False, ensured=True, requeue_after=0.0)
-    except k8s.Rejected as problem:
-        k8s.apply(
-            api, meta, blocked(current, "PodRejected", str(problem), now), current, (), _no_pod, now
-        )
-        return Step(done=False, ensured=True, requeue_after=0.0)
+    except (k8s.ChildConflict, k8s.Rejected) as problem:
+        reason = "ChildConflict" if isinstance(problem, k8s.ChildConflict) else "PodRejected"
+        if isinstance(problem, k8s.Rejected) or problem.kind == "Pod":
+            # The access objects exist and are ours (they come before any pod).
+            tokens.revoke(api.client, namespace, name)
+        failed = blocked(current, reason, str(problem), now)
+        k8s.apply(api, meta, failed, current, (), _no_pod, now)
+        # Look once more: the finished status now applies cleanPodPolicy to created pods.
+        progress.children = True
+        return Step(done=False, requeue_after=0.0)
     over = decision.status.phase in status.FINISHED and decision.requeue_after is None
-    return Step(
-        done=over or decision.delete_experiment, ensured=True, requeue_after=decision.requeue_after
-    )
+    return Step(done=over or decision.delete_experiment, requeue_after=decision.requeue_after)
 
 
 # -- kopf wiring -----------------------------------------------------------------------------
@@ -297,20 +361,19 @@ async def experiment_loop(
     key = (namespace, name)
     wake = asyncio.Event()
     runtime.wakeups[key] = wake
-    ensured = False
+    progress = Progress()
     backoff = RETRY_SECONDS[0]
     try:
         while True:
             wake.clear()
             try:
-                step = await asyncio.to_thread(reconcile, runtime, namespace, name, ensured)
+                step = await asyncio.to_thread(reconcile, runtime, namespace, name, progress)
             except RETRYABLE as problem:
                 logger.warning(f"reconcile failed, retrying in {backoff:.1f}s: {problem}")
                 await _wait(wake, backoff)
                 backoff = min(backoff * 2, RETRY_SECONDS[1])
                 continue
             backoff = RETRY_SECONDS[0]
-            ensured = step.ensured
             if step.done:
                 return
             timeout = RESYNC_SECONDS if step.requeue_after is None else step.requeue_after
@@ -328,3 +391,23 @@ async def pod_event(namespace: str | None, labels: Mapping[str, str], memo: Any,
     wake = runtime.wakeups.get(key) if runtime else None
     if wake is not None:
         wake.set()
+
+
+def _active(status: Mapping[str, Any], **_: Any) -> bool:
+    return status.get("phase") in ("Pending", "Running")
+
+
+@kopf.timer(
+    GROUP,
+    VERSION,
+    PLURAL,
+    interval=TOKEN_CHECK_SECONDS,
+    initial_delay=TOKEN_CHECK_SECONDS,
+    when=_active,
+)
+def refresh_token(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+    """Replace the experiment's API token before it expires (a no-op until it is due)."""
+    runtime: Runtime = memo.runtime
+    tokens.refresh_if_due(
+        runtime.api.client, namespace or "", name, runtime.settings.token_ttl_seconds
+    )

@@ -46,6 +46,10 @@ class ChildConflict(Exception):
     Retrying cannot help: the message names the object and the two ways out.
     """
 
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
 
 class Rejected(Exception):
     """The API server refused a rendered object as invalid (HTTP 400 or 422).
@@ -169,8 +173,9 @@ def ensure(api: Api, obj: Mapping[str, Any], owner_uid: str) -> bool:
     existing = _json(read(name, namespace, _preload_content=False))
     if not owned_by(existing, owner_uid):
         raise ChildConflict(
+            kind,
             f"{kind} {namespace}/{name} already exists and does not belong to this experiment "
-            f"(uid {owner_uid}); delete that {kind} or rename the experiment"
+            f"(uid {owner_uid}); delete that {kind} or rename the experiment",
         )
     return False
 

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import requests
 
@@ -104,6 +104,22 @@ def _default_base_url() -> str:
     return f"https://{host}:{port}"
 
 
+def _check_url(url: str) -> str:
+    """Refuse URLs that would send the bearer token in clear text off this machine."""
+    parsed = urlsplit(url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ContextError(
+            f"API URL {url!r} must look like https://host:port (from {contract.ENV_API_URL} "
+            f"or {contract.ENV_KUBERNETES_SERVICE_HOST})"
+        )
+    if parsed.scheme == "http" and parsed.hostname not in ("127.0.0.1", "localhost", "::1"):
+        raise ContextError(
+            f"API URL {url!r} is plain HTTP to another machine: the token would travel in "
+            "clear text; use https (plain http is for a local dev cluster only)"
+        )
+    return url
+
+
 class Client:
     """Read and patch this pod's Experiment; read the experiments it references.
 
@@ -142,7 +158,7 @@ class Client:
             token_dir = directory / contract.DIR_TOKEN
             token_path = token_path or token_dir / contract.FILE_TOKEN
             ca_path = ca_path or token_dir / contract.FILE_CA
-        self.base_url = (base_url or _default_base_url()).rstrip("/")
+        self.base_url = _check_url((base_url or _default_base_url()).rstrip("/"))
         self.token_path = Path(token_path)
         self.ca_path = Path(ca_path) if ca_path is not None else None
         self.timeout = timeout
@@ -197,8 +213,10 @@ class Client:
             try:
                 seconds = float(after)
             except ValueError:
-                parsed = email.utils.parsedate_to_datetime(after)
-                seconds = parsed.timestamp() - time.time() if parsed else 0.0
+                try:
+                    seconds = email.utils.parsedate_to_datetime(after).timestamp() - time.time()
+                except (TypeError, ValueError):
+                    seconds = 0.0
             return min(max(seconds, 0.0), MAX_BACKOFF_SECONDS)
         ceiling = min(self.backoff * 2**attempt, MAX_BACKOFF_SECONDS)
         return random.uniform(ceiling / 2, ceiling)

@@ -88,7 +88,7 @@ PLURAL: Final = "experiments"
 #: ``status.<this>`` holds the bounded tracking summary one replica patches.
 STATUS_TRACKING: Final = "tracking"
 #: ``status.tracking.<this>``: ``"<metric>=<value> @ <step>"`` for ``kubectl get xp``.
-STATUS_TRACKING_PRIMARY: Final = "primary"
+STATUS_TRACKING_PRIMARY: Final = "primaryMetric"
 #: ``status.<this>`` holds an experiment's outputs path (read through ``outputsRefs``).
 STATUS_OUTPUTS_PATH: Final = "outputsPath"
 

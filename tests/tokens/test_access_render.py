@@ -9,27 +9,44 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from incluster import contract
-from incluster_operator.render import access
+from incluster_operator.api import names, validate
+from incluster_operator.render import ExperimentMeta, access, render_all
+from incluster_operator.settings import Settings, VolumeSource
 
-USER_POD = {
-    "apiVersion": "v1",
-    "kind": "Pod",
-    "metadata": {"name": "xp-worker-0", "namespace": "team-a"},
-    "spec": {
-        "serviceAccountName": "gcs-reader",
+META = ExperimentMeta(name="xp", namespace="team-a", uid="6c1d9a58-3b9e-4a53-9b7e-0d7f1c2b3a4d")
+SETTINGS = Settings(outputs=VolumeSource(claim="outputs"))
+
+
+def template(service_account: str | None = None) -> dict:
+    spec: dict = {
         "initContainers": [{"name": "fetch", "image": "busybox"}],
         "containers": [
-            {
-                "name": "train",
-                "image": "trainer:1",
-                "env": [{"name": "LR", "value": "0.1"}],
-                "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}],
-            },
+            {"name": "main", "image": "trainer:1", "env": [{"name": "LR", "value": "0.1"}]},
             {"name": "sidecar", "image": "logger:1"},
         ],
-        "volumes": [{"name": "scratch", "emptyDir": {}}],
-    },
-}
+    }
+    if service_account:
+        spec["serviceAccountName"] = service_account
+    return {"spec": spec}
+
+
+def rendered(service_account: str | None = "gcs-reader"):
+    raw = {
+        "project": "mnist",
+        "framework": "pytorch",
+        "replicas": {
+            "master": {"template": template(service_account)},
+            "worker": {"replicas": 2, "template": template(service_account)},
+        },
+        "outputsRefs": {"experiments": ["prev"]},
+    }
+    children = render_all(validate(raw, META.name, SETTINGS), META, SETTINGS)
+    pods = [access.with_token_sources(pod, META.name) for pod in children.pods]
+    return children, pods
+
+
+def containers(pod):
+    return pod["spec"].get("initContainers", []) + pod["spec"]["containers"]
 
 
 def test_role_allows_only_get_and_patch_on_this_experiment():
@@ -128,30 +145,37 @@ def test_secret_patch_refuses_an_empty_token_or_naive_times():
         access.token_secret_patch("t", now.replace(tzinfo=None), now)
 
 
-def test_token_and_ca_are_files_in_the_context_dir():
-    pod = access.with_token_volume(USER_POD, "xp", "/var/run/incluster")
-    volume = next(v for v in pod["spec"]["volumes"] if v["name"] == access.VOLUME_NAME)
-    sources = volume["projected"]["sources"]
-    assert sources[0]["secret"] == {
-        "name": access.access_names("xp").secret,
-        "items": [{"key": "token", "path": contract.FILE_TOKEN}],
-    }
-    assert sources[1]["configMap"] == {
-        "name": "kube-root-ca.crt",
-        "items": [{"key": "ca.crt", "path": contract.FILE_CA}],
-    }
-    assert volume["projected"]["defaultMode"] == 0o444
-    for kind in ("initContainers", "containers"):
-        for container in pod["spec"][kind]:
-            mount = next(m for m in container["volumeMounts"] if m["name"] == access.VOLUME_NAME)
-            assert mount == {
-                "name": access.VOLUME_NAME,
-                "mountPath": f"/var/run/incluster/{contract.DIR_TOKEN}",
-                "readOnly": True,
-            }
+def test_token_and_ca_are_files_in_the_mounted_context_volume():
+    _, pods = rendered()
+    for pod in pods:
+        (volume,) = [v for v in pod["spec"]["volumes"] if v["name"] == names.VOLUME_CONTEXT]
+        sources = volume["projected"]["sources"]
+        assert sources[-2:] == [
+            {
+                "secret": {
+                    "name": access.access_names("xp").secret,
+                    "items": [{"key": "token", "path": "token/token"}],
+                }
+            },
+            {
+                "configMap": {
+                    "name": "kube-root-ca.crt",
+                    "items": [{"key": "ca.crt", "path": "token/ca.crt"}],
+                }
+            },
+        ]
+        for container in containers(pod):
+            mounts = [m for m in container["volumeMounts"] if m["name"] == names.VOLUME_CONTEXT]
+            assert mounts == [
+                {
+                    "name": names.VOLUME_CONTEXT,
+                    "mountPath": SETTINGS.context_dir,
+                    "readOnly": True,
+                }
+            ]
 
 
-def test_token_sources_for_a_shared_projected_context_volume():
+def test_token_paths_are_the_contract_names():
     paths = [s[k]["items"][0]["path"] for s in access.token_sources("xp") for k in s]
     assert paths == [
         f"{contract.DIR_TOKEN}/{contract.FILE_TOKEN}",
@@ -159,50 +183,95 @@ def test_token_sources_for_a_shared_projected_context_volume():
     ]
 
 
-def test_pod_keeps_the_user_service_account_and_gets_no_env():
-    original = copy.deepcopy(USER_POD)
-    pod = access.with_token_volume(USER_POD, "xp", "/var/run/incluster")
-    assert original == USER_POD, "the input must not be mutated"
-    assert pod["spec"]["serviceAccountName"] == "gcs-reader"
-    assert "automountServiceAccountToken" not in pod["spec"]
-    for kind in ("initContainers", "containers"):
-        for new, old in zip(pod["spec"][kind], original["spec"][kind], strict=True):
-            assert new.get("env") == old.get("env")
-            assert "envFrom" not in new
+@pytest.mark.parametrize("service_account", ["gcs-reader", None])
+def test_pod_keeps_the_user_service_account(service_account):
+    children, pods = rendered(service_account)
+    for before, after in zip(children.pods, pods, strict=True):
+        assert after["spec"].get("serviceAccountName") == service_account
+        assert "automountServiceAccountToken" not in after["spec"]
+        assert [c.get("env") for c in containers(after)] == [
+            c.get("env") for c in containers(before)
+        ]
 
 
-def test_no_token_secret_or_operator_credentials_reach_the_pod():
-    pod = access.with_token_volume(USER_POD, "xp", "/var/run/incluster")
-    text = json.dumps(pod)
-    assert "operator" not in text
-    secrets = [
-        src["secret"]["name"]
-        for v in pod["spec"]["volumes"]
-        for src in v.get("projected", {}).get("sources", [])
-        if "secret" in src
-    ] + [v["secret"]["secretName"] for v in pod["spec"]["volumes"] if "secret" in v]
-    assert secrets == [access.access_names("xp").secret]
-    for container in pod["spec"]["initContainers"] + pod["spec"]["containers"]:
-        for env in container.get("env", []):
-            assert "valueFrom" not in env
-            assert "token" not in env["name"].lower()
+def test_no_secret_in_env_and_only_the_token_secret_in_volumes():
+    children, pods = rendered()
+    secret = access.access_names("xp").secret
+    for pod in pods:
+        referenced = [
+            src["secret"]["name"]
+            for v in pod["spec"]["volumes"]
+            for src in v.get("projected", {}).get("sources", [])
+            if "secret" in src
+        ] + [v["secret"]["secretName"] for v in pod["spec"]["volumes"] if "secret" in v]
+        assert referenced == [secret]
+        for container in containers(pod):
+            assert "envFrom" not in container
+            for env in container.get("env", []):
+                assert "valueFrom" not in env or "secretKeyRef" not in env["valueFrom"]
+                assert "token" not in env["name"].lower()
+                assert secret not in env.get("value", "")
+    assert secret not in json.dumps(children.config_map)
 
 
-def test_reserved_volume_name_and_mount_path_are_reported():
-    clash = copy.deepcopy(USER_POD)
-    clash["spec"]["volumes"].append({"name": access.VOLUME_NAME, "emptyDir": {}})
-    with pytest.raises(ValueError, match="reserved"):
-        access.with_token_volume(clash, "xp", "/var/run/incluster")
-    clash = copy.deepcopy(USER_POD)
-    clash["spec"]["containers"][0]["volumeMounts"].append(
-        {"name": "scratch", "mountPath": "/var/run/incluster/token"}
-    )
-    with pytest.raises(ValueError, match="'train' already mounts"):
-        access.with_token_volume(clash, "xp", "/var/run/incluster")
+def test_pods_never_reference_the_operator_identity():
+    _, pods = rendered(service_account=None)
+    assert "incluster-operator" not in json.dumps(pods)
+    for pod in pods:
+        # Not the experiment's ServiceAccount either: its token is minted, never automounted.
+        assert "serviceAccountName" not in pod["spec"]
+        assert "serviceAccount" not in pod["spec"]
 
 
-def test_relative_or_escaping_context_dir_is_rejected():
-    with pytest.raises(ValueError, match="absolute"):
-        access.token_mount("var/run")
-    with pytest.raises(ValueError, match="absolute"):
-        access.token_mount("/var/../etc")
+def test_a_pod_without_a_projected_context_volume_is_refused():
+    _, pods = rendered()
+    pod = copy.deepcopy(pods[0])
+    pod["spec"]["volumes"] = [
+        v for v in pod["spec"]["volumes"] if v["name"] != names.VOLUME_CONTEXT
+    ]
+    with pytest.raises(ValueError, match="projected"):
+        access.with_token_sources(pod, "xp")
+
+
+def test_sources_that_could_shadow_the_token_are_refused():
+    children, pods = rendered()
+    with pytest.raises(ValueError, match="'token/token'"):
+        access.with_token_sources(pods[0], "xp")  # already carries them
+    pod = copy.deepcopy(children.pods[0])
+    for v in pod["spec"]["volumes"]:
+        if v["name"] == names.VOLUME_CONTEXT:
+            v["projected"]["sources"].append(
+                {"configMap": {"name": "user", "items": [{"key": "k", "path": "token"}]}}
+            )
+    with pytest.raises(ValueError, match="'token'"):
+        access.with_token_sources(pod, "xp")
+
+
+def test_access_objects_come_in_creation_order():
+    kinds = [o["kind"] for o in access.access_objects("xp", "team-a", ["prev"], {"a": "b"})]
+    assert kinds == ["ServiceAccount", "Role", "RoleBinding", "Secret"]
+
+
+def test_pods_carry_the_summary_interval_and_the_primary_metric():
+    from incluster.tracking import sync
+    from incluster_operator.api import crd
+
+    settings = Settings(outputs=VolumeSource(claim="outputs"), summary_sync_seconds=2.5)
+    raw = {
+        "project": "mnist",
+        "primaryMetric": "loss",
+        "replicas": {"master": {"template": template()}},
+    }
+    children = render_all(validate(raw, META.name, settings), META, settings)
+    for container in containers(children.pods[0]):
+        env = {e["name"]: e.get("value", "") for e in container["env"]}
+        assert sync.interval_from_env(env) == 2.5
+    document = json.loads(children.config_map["data"][contract.FILE_CONTEXT])
+    assert document[contract.KEY_PRIMARY_METRIC] == "loss"
+    (version,) = crd.definition()["spec"]["versions"]
+    assert {
+        "name": "Metric",
+        "type": "string",
+        "description": "spec.primaryMetric's latest value and step",
+        "jsonPath": f".status.{contract.STATUS_TRACKING}.{contract.STATUS_TRACKING_PRIMARY}",
+    } in version["additionalPrinterColumns"]

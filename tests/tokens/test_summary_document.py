@@ -112,8 +112,8 @@ def test_interval_comes_from_the_contract_env_var():
 
 def test_primary_metric_is_one_short_string_for_kubectl():
     summary = {"metrics": {"loss": {"value": 0.123456789, "step": 40}, "acc": {"value": 1}}}
-    assert sync.tracking_document(summary, now=NOW, primary="loss")["primary"] == (
+    assert sync.tracking_document(summary, now=NOW, primary="loss")["primaryMetric"] == (
         "loss=0.123457 @ 40"
     )
-    assert sync.tracking_document(summary, now=NOW, primary="acc")["primary"] == "acc=1"
-    assert "primary" not in sync.tracking_document(summary, now=NOW, primary="missing")
+    assert sync.tracking_document(summary, now=NOW, primary="acc")["primaryMetric"] == "acc=1"
+    assert "primaryMetric" not in sync.tracking_document(summary, now=NOW, primary="missing")

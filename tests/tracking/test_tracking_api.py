@@ -270,3 +270,18 @@ def test_a_forked_child_does_not_end_the_parents_run(run: Run) -> None:
         ("Metric", "after"),
         ("RunEnded", ""),
     ]
+
+
+def test_summary_keeps_what_was_logged(run: Run) -> None:
+    layers = [64, 32]
+    run.log_inputs(layers=layers)
+    layers.append(16)  # the caller keeps mutating its own object
+    assert run.summary()["inputs"] == {"layers": [64, 32]}
+
+
+def test_module_api_after_the_run_object_was_ended(default_run: Run, clean_env: Path) -> None:
+    default_run.end()  # ended directly (as atexit or a with-block would)
+    tracking.log_metric("x", 1.0)
+    tracking.log_inputs(a=1)
+    assert tracking.current_run() is not default_run
+    assert default_run.dropped == 0

@@ -113,3 +113,24 @@ def test_console_script_is_installed(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "master-0" in proc.stdout
     assert "worker-0" in proc.stdout
+
+
+def test_a_restarted_replica_does_not_glue_onto_a_cut_line(tmp_path: Path) -> None:
+    with Run(tmp_path, register_atexit=False) as first:
+        first.log_metric("a", 1.0, step=0)
+    with open(first.events_path, "ab") as f:
+        f.write(b'{"k":"metric","n":"a","v":2.')  # killed mid-write
+    with Run(tmp_path, register_atexit=False) as second:
+        second.log_metric("a", 3.0, step=2)
+    reader = read_events(tmp_path)
+    with pytest.warns(RuntimeWarning, match="skipped 1"):
+        got = [(type(r).__name__, getattr(r, "value", None)) for r in reader]
+    assert got == [
+        ("RunStarted", None),
+        ("Metric", 1.0),
+        ("RunEnded", None),
+        ("RunStarted", None),
+        ("Metric", 3.0),
+        ("RunEnded", None),
+    ]
+    assert reader.skipped == 1

@@ -109,6 +109,12 @@ def definition() -> dict[str, Any]:
                             "jsonPath": ".status.ready",
                         },
                         {
+                            "name": "Metric",
+                            "type": "string",
+                            "description": "spec.primaryMetric's latest value and step",
+                            "jsonPath": ".status.tracking.primaryMetric",
+                        },
+                        {
                             "name": "Age",
                             "type": "date",
                             "jsonPath": ".metadata.creationTimestamp",

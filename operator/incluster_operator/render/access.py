@@ -7,8 +7,8 @@ own Experiment, so each Experiment gets a ServiceAccount whose Role allows only 
 ``get`` on the experiments it reads outputs from). Its token is minted by the operator
 through the TokenRequest API, bound to a per-experiment Secret (deleting the Secret revokes
 every token bound to it), and projected into the context directory as a file beside the
-cluster CA: never an env var, which would leak into ``kubectl describe``, crash reports and
-child processes.
+cluster CA (``with_token_sources`` adds them to the pod's projected context volume): never
+an env var, which would leak into ``kubectl describe``, crash reports and child processes.
 
 Everything here returns new dicts in Kubernetes' JSON shape; the handlers create them
 (owner references included) and ``incluster_operator.tokens`` fills the Secret.
@@ -26,6 +26,8 @@ from typing import Any, Final
 
 from incluster import contract
 
+from incluster_operator.api import names
+
 GROUP: Final = contract.API_GROUP
 PLURAL: Final = contract.PLURAL
 RBAC_GROUP: Final = "rbac.authorization.k8s.io"
@@ -41,12 +43,6 @@ ANNOTATION_EXPIRES_AT: Final = "incluster.dev/token-expires-at"
 #: The ConfigMap Kubernetes publishes in every namespace with the API server's CA bundle.
 ROOT_CA_CONFIGMAP: Final = "kube-root-ca.crt"
 ROOT_CA_KEY: Final = "ca.crt"
-
-#: Name of the pod volume that carries the token and the CA.
-VOLUME_NAME: Final = "incluster-token"
-#: Readable by whatever user the container runs as (the token is this pod's own), never
-#: writable: 0o444.
-VOLUME_MODE: Final = 0o444
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
@@ -176,6 +172,21 @@ def token_secret(
     }
 
 
+def access_objects(
+    experiment: str,
+    namespace: str,
+    outputs_refs: Iterable[str] = (),
+    labels: Mapping[str, str] | None = None,
+) -> list[dict[str, Any]]:
+    """All four objects in creation order (the Secret must exist before minting)."""
+    return [
+        service_account(experiment, namespace, labels),
+        role(experiment, namespace, outputs_refs, labels),
+        role_binding(experiment, namespace, labels),
+        token_secret(experiment, namespace, labels),
+    ]
+
+
 def _rfc3339(moment: datetime) -> str:
     if moment.tzinfo is None:
         raise ValueError(f"timestamp {moment!r} must be timezone-aware")
@@ -224,53 +235,38 @@ def token_sources(experiment: str, under: str = contract.DIR_TOKEN) -> list[dict
     ]
 
 
-def token_volume(experiment: str) -> dict[str, Any]:
-    """A projected volume holding ``FILE_TOKEN`` and ``FILE_CA`` at its root."""
-    return {
-        "name": VOLUME_NAME,
-        "projected": {"defaultMode": VOLUME_MODE, "sources": token_sources(experiment, "")},
-    }
+def with_token_sources(
+    pod: Mapping[str, Any], experiment: str, volume: str = names.VOLUME_CONTEXT
+) -> dict[str, Any]:
+    """A copy of a rendered pod whose projected context volume also carries token and CA.
 
-
-def token_mount(context_dir: str) -> dict[str, Any]:
-    """Mount ``token_volume`` at ``<context_dir>/DIR_TOKEN``, read-only.
-
-    ``subPath`` is not used: subPath mounts never see updates, and a refreshed token must
-    reach running pods.
-    """
-    if not context_dir.startswith("/") or ".." in context_dir.split("/"):
-        raise ValueError(f"context directory {context_dir!r} must be an absolute path without '..'")
-    return {
-        "name": VOLUME_NAME,
-        "mountPath": f"{context_dir.rstrip('/')}/{contract.DIR_TOKEN}",
-        "readOnly": True,
-    }
-
-
-def with_token_volume(pod: Mapping[str, Any], experiment: str, context_dir: str) -> dict[str, Any]:
-    """A copy of a pod manifest with the token volume mounted in every container.
-
-    Init containers get it too (they may call the API before training starts). Nothing
-    else changes: ``serviceAccountName`` and ``automountServiceAccountToken`` stay as the
-    user wrote them, and no env var is added.
+    The context volume is already mounted read-only in every container (init containers
+    too), so the files appear as ``<context dir>/token/token`` and ``.../ca.crt`` with no
+    new mount: a nested mount inside a read-only volume would need a mount point the
+    kubelet cannot create. Nothing else changes: ``serviceAccountName`` and
+    ``automountServiceAccountToken`` stay as the user wrote them, and no env var is added.
     """
     result = copy.deepcopy(dict(pod))
-    spec = result.setdefault("spec", {})
-    volumes = spec.setdefault("volumes", [])
-    if any(v.get("name") == VOLUME_NAME for v in volumes):
+    volumes = (result.get("spec") or {}).get("volumes") or []
+    target = next((v for v in volumes if v.get("name") == volume), None)
+    if target is None or "projected" not in target:
         raise ValueError(
-            f"pod template already has a volume named {VOLUME_NAME!r}: the name is reserved "
-            "for the experiment's API token; rename that volume"
+            f"pod {result.get('metadata', {}).get('name')!r} has no projected volume "
+            f"{volume!r} to carry the API token; render the context volume as projected"
         )
-    volumes.append(token_volume(experiment))
-    mount = token_mount(context_dir)
-    for kind in ("initContainers", "containers"):
-        for container in spec.get(kind) or []:
-            mounts = container.setdefault("volumeMounts", [])
-            if any(m.get("mountPath") == mount["mountPath"] for m in mounts):
-                raise ValueError(
-                    f"container {container.get('name')!r} already mounts something at "
-                    f"{mount['mountPath']!r}, where the experiment's API token goes"
-                )
-            mounts.append(dict(mount))
+    sources = target["projected"].setdefault("sources", [])
+    # Keys projected without ``items`` cannot contain '/', so only explicit item paths
+    # can land on (or replace) the token directory.
+    prefix = contract.DIR_TOKEN
+    for source in sources:
+        for projection in source.values():
+            for item in projection.get("items") or []:
+                path = str(item.get("path", "")).strip("/")
+                if path == prefix or path.startswith(prefix + "/"):
+                    raise ValueError(
+                        f"volume {volume!r} already projects {path!r}, where the "
+                        "experiment's API token goes"
+                    )
+    ours = token_sources(experiment)
+    sources.extend(ours)
     return result

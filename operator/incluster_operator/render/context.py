@@ -157,6 +157,7 @@ def context_document(
         contract.KEY_DATA_PATHS: data_paths(spec, settings),
         contract.KEY_FRAMEWORK: spec.framework,
         contract.KEY_EVALUATOR_IN_CLUSTER: settings.evaluator_in_cluster,
+        contract.KEY_PRIMARY_METRIC: spec.primary_metric,
     }
 
 
@@ -189,6 +190,7 @@ def _common_env(
         (contract.ENV_CONTEXT_DIR, settings.context_dir),
         (contract.ENV_EXPERIMENT_INFO, dumps(experiment_info(spec, meta))),
         (contract.ENV_OUTPUTS_PATH, outputs_path(spec, meta, settings)),
+        (contract.ENV_SUMMARY_SYNC_SECONDS, f"{settings.summary_sync_seconds:g}"),
     ]
     optional = [
         (contract.ENV_LOG_LEVEL, spec.log_level or ""),

@@ -98,8 +98,9 @@ def current_run() -> Run:
 
 
 def log_metric(name: str, value: float, step: int | None = None, timestamp: Any = None) -> None:
+    """One metric point (see ``Run.log_metric``); the hot path, so no extra call here."""
     run = _run
-    if run is None:
+    if run is None or run._ended:
         run = current_run()
     run.log_metric(name, value, step, timestamp)
 

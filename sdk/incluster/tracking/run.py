@@ -28,7 +28,7 @@ import sys
 import threading
 import warnings
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from time import time_ns as _time_ns
 from types import TracebackType
 from typing import Any
@@ -43,7 +43,8 @@ _float_repr = float.__repr__
 _int_repr = int.__repr__
 _write = os.write
 _NONFINITE = {"nan": '"NaN"', "inf": '"Infinity"', "-inf": '"-Infinity"'}
-_OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+# O_RDWR only so that _open can look at the last byte a previous process left.
+_OPEN_FLAGS = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
 
 
 _LIVE_RUNS: weakref.WeakSet[Run] = weakref.WeakSet()
@@ -198,12 +199,23 @@ class Run:
 
     # --- storage -----------------------------------------------------------------------
     def _open(self) -> int:
+        """Open the event file for appending, ending a line a killed process left cut.
+
+        Without that newline, a restarted replica's first record would be glued to the
+        fragment and both would be lost to the reader.
+        """
         try:
             os.makedirs(os.path.dirname(self.events_path), exist_ok=True)
-            return os.open(self.events_path, _OPEN_FLAGS, 0o644)
+            fd = os.open(self.events_path, _OPEN_FLAGS, 0o644)
         except OSError as exc:
             self._drop(exc, 0)
             return -1
+        # On a full disk this fails too; appending is still worth trying, so carry on.
+        with contextlib.suppress(OSError):
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                os.write(fd, b"\n")
+        return fd
 
     def _drop(self, exc: BaseException | str, count: int) -> None:
         """Count lost records and warn once: training goes on without its metrics."""
@@ -308,17 +320,25 @@ class Run:
         """Hyperparameters and other inputs (merged into the summary's ``inputs``)."""
         if not params:
             raise ValueError("log_inputs needs at least one name=value input")
-        line = '{"k":"inputs","values":' + _json_values(params, "log_inputs") + ',"t":'
-        self._append_with_time(line, lambda: self._inputs.update(params))
+        values = _json_values(params, "log_inputs")
+        # the summary keeps what was logged, not the caller's objects mutated later
+        self._append_with_time(
+            '{"k":"inputs","values":' + values + ',"t":',
+            lambda: self._inputs.update(json.loads(values)),
+        )
 
     def log_outputs(self, **results: Any) -> None:
         """Final results (merged into the summary's ``outputs``)."""
         if not results:
             raise ValueError("log_outputs needs at least one name=value result")
-        line = '{"k":"outputs","values":' + _json_values(results, "log_outputs") + ',"t":'
-        self._append_with_time(line, lambda: self._outputs.update(results))
+        values = _json_values(results, "log_outputs")
+        self._append_with_time(
+            '{"k":"outputs","values":' + values + ',"t":',
+            lambda: self._outputs.update(json.loads(values)),
+        )
 
-    def _append_with_time(self, head: str, update: Any) -> None:
+    def _append_with_time(self, head: str, update: Callable[[], None]) -> None:
+        """Finish a record's line with the time, write it and update the summary."""
         data = f"{head}{now_ms()}}}\n".encode()
         with self._lock:
             self._append(data, 1)

@@ -272,6 +272,7 @@ class SummarySync:
                     "the background and this kind of failure is not logged again",
                     kind,
                     exc,
+                    exc_info=kind == "internal",  # a bug: the traceback is what helps
                 )
             return False
         self._left_in_status = doc
@@ -291,6 +292,13 @@ class SummarySync:
             pause = min(self._retry_delay(failures), self._final_deadline - time.monotonic())
             if pause > 0:
                 time.sleep(pause)  # backoff on this background thread, never in training
+        if self._version() != self.synced_version:
+            log.warning(
+                "incluster could not deliver the final tracking summary to status.%s before "
+                "the run ended (failures by kind: %s); the event files hold everything",
+                contract.STATUS_TRACKING,
+                self.failures,
+            )
         if self._client is not None:
             self._client.close()
 
@@ -302,15 +310,16 @@ class SummarySync:
     def close(self, timeout: float = FINAL_TIMEOUT_SECONDS) -> bool:
         """Push the final summary (trying for up to ``timeout`` s) and stop; True if synced.
 
-        Never raises; a summary that cannot be delivered is logged (once) and left to the
-        event files.
+        Returns within ``timeout`` seconds and never raises: a patch still in flight then is
+        abandoned on the daemon thread, and a summary that cannot be delivered is logged
+        once and left to the event files.
         """
         atexit.unregister(self.close)
         if not self._thread.is_alive():
             return self.converged
         self._final_deadline = time.monotonic() + timeout
         self._stop.set()
-        self._thread.join(timeout + CLIENT_TIMEOUT[0] + CLIENT_TIMEOUT[1])
+        self._thread.join(timeout)
         return self.converged
 
 

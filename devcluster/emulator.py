@@ -30,6 +30,21 @@ from kmock._internal import dsl, rendering
 
 from devcluster import discovery, patching, selectors
 from devcluster.discovery import CRD_RESOURCE, ResKey
+from devcluster.protocol import (
+    Access,
+    IssuedToken,
+    ParsedPath,
+    age,
+    api_error,
+    kmock_action,
+    now,
+    parse_path,
+    rbac_verb,
+    spec_of,
+    status_body,
+    timestamp,
+    without_rv,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -40,25 +55,6 @@ _SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 PRELOADED_NAMESPACES = ("default", "kube-system", "kube-public")
 ROOT_CA = "-----BEGIN CERTIFICATE-----\ndevcluster serves plain HTTP\n-----END CERTIFICATE-----\n"
 MIN_TOKEN_SECONDS = 600
-
-
-class Access(NamedTuple):
-    """One API call as RBAC sees it: compare a run's accesses with the operator's Role."""
-
-    verb: str
-    group: str
-    resource: str  # plural, or plural/subresource
-    namespace: str | None
-    name: str | None
-
-
-class IssuedToken(NamedTuple):
-    namespace: str
-    service_account: str
-    audiences: tuple[str, ...]
-    expires: datetime.datetime
-    bound_kind: str | None
-    bound_name: str | None
 
 
 class _Event(NamedTuple):
@@ -86,105 +82,6 @@ class _Watcher:
     namespace: str | None
     matches: Callable[[Mapping[str, Any]], bool]
     queue: asyncio.Queue[_Event | None] = attrs.field(factory=asyncio.Queue)
-
-
-def _now() -> datetime.datetime:
-    return datetime.datetime.now(tz=datetime.UTC).replace(microsecond=0)
-
-
-def _timestamp(moment: datetime.datetime | None = None) -> str:
-    return (moment or _now()).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _age(timestamp: str | None) -> str:
-    if not timestamp:
-        return "<unknown>"
-    born = datetime.datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
-    seconds = int((_now() - born).total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size * 2:
-            return f"{seconds // size}{unit}"
-    return f"{max(seconds, 0)}s"
-
-
-def api_error(code: int, reason: str, message: str, **details: Any) -> kmock.KubernetesError:
-    return kmock.KubernetesError(status=code, reason=reason, message=message, details=details or {})
-
-
-def status_body(code: int, reason: str, message: str, details: Any = None) -> dict[str, Any]:
-    return {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": message,
-        "reason": reason,
-        "details": details or {},
-        "code": code,
-    }
-
-
-def _spec_of(obj: Mapping[str, Any]) -> dict[str, Any]:
-    """Everything that bumps `generation` when it changes: all but metadata and status."""
-    return {k: v for k, v in obj.items() if k not in ("metadata", "status", "kind", "apiVersion")}
-
-
-def _without_rv(obj: Mapping[str, Any]) -> dict[str, Any]:
-    meta = {k: v for k, v in obj.get("metadata", {}).items() if k != "resourceVersion"}
-    return {**obj, "metadata": meta}
-
-
-class _Parsed(NamedTuple):
-    group: str
-    version: str
-    plural: str | None
-    namespace: str | None
-    name: str | None
-    subresource: str | None
-
-
-def parse_path(path: str) -> _Parsed | None:
-    """Split a resource URL; None for discovery and non-resource paths.
-
-    Unlike kmock 0.8's parser this handles `/api/v1/namespaces` and `/api/v1/namespaces/x`.
-    """
-    parts = [part for part in path.strip("/").split("/") if part]
-    if len(parts) >= 3 and parts[0] == "api":
-        group, version, rest = "", parts[1], parts[2:]
-    elif len(parts) >= 4 and parts[0] == "apis":
-        group, version, rest = parts[1], parts[2], parts[3:]
-    else:
-        return None
-    namespace = None
-    if len(rest) >= 3 and rest[0] == "namespaces" and rest[2] not in ("status", "finalize"):
-        namespace, rest = rest[1], rest[2:]
-    return _Parsed(
-        group,
-        version,
-        rest[0],
-        namespace,
-        rest[1] if len(rest) > 1 else None,
-        "/".join(rest[2:]) or None,
-    )
-
-
-def _kmock_action(method: str, name: str | None, watch: bool) -> kmock.action | None:
-    if method == "GET":
-        return kmock.action.WATCH if watch else kmock.action.FETCH if name else kmock.action.LIST
-    return {
-        "POST": kmock.action.CREATE,
-        "PATCH": kmock.action.UPDATE,
-        "PUT": kmock.action.UPDATE,
-        "DELETE": kmock.action.DELETE,
-    }.get(method)
-
-
-def rbac_verb(method: str, name: str | None, watch: bool) -> str:
-    if method == "GET":
-        return "watch" if watch else "get" if name else "list"
-    if method == "DELETE":
-        return "delete" if name else "deletecollection"
-    return {"POST": "create", "PUT": "update", "PATCH": "patch"}.get(method, method.lower())
 
 
 @attrs.define(kw_only=True)
@@ -273,6 +170,17 @@ class Emulator(kmock.KubernetesEmulator):
         obj = self._store.get(key, {}).get((namespace, name))
         return copy.deepcopy(obj) if obj is not None else None
 
+    def seed(
+        self, resource: str, body: Mapping[str, Any], namespace: str | None = None
+    ) -> dict[str, Any]:
+        """Create an object as a POST would (same rules and events), from the loop's thread."""
+        ref = kmock.resource(resource)
+        key = (ref.group or "", ref.version or "", ref.plural or "")
+        info = self._info(key)
+        if info is None:
+            raise ValueError(f"resource {resource!r} is not served; apply its CRD first")
+        return copy.deepcopy(self._create(key, info, namespace, dict(body), {}))
+
     def stored_list(self, resource: str, namespace: str | None = None) -> list[dict[str, Any]]:
         ref = kmock.resource(resource)
         key = (ref.group or "", ref.version or "", ref.plural or "")
@@ -344,7 +252,7 @@ class Emulator(kmock.KubernetesEmulator):
             data=data,
             body=body,
             text=body.decode("utf-8", "replace"),
-            action=_kmock_action(raw.method, parsed.name, watch) if parsed else None,
+            action=kmock_action(raw.method, parsed.name, watch) if parsed else None,
             resource=self._ref((parsed.group, parsed.version, parsed.plural or ""))
             if parsed
             else None,
@@ -431,6 +339,10 @@ class Emulator(kmock.KubernetesEmulator):
             raise api_error(404, "NotFound", "the server could not find the requested resource")
         method, name, sub = raw.method, parsed.name, parsed.subresource
         params = request.params
+        if params.get("dryRun") and method in ("PUT", "PATCH", "DELETE"):
+            raise api_error(
+                400, "BadRequest", "dryRun is emulated for create only; drop --dry-run=server"
+            )
         if sub is not None:
             return self._serve_subresource(request, key, info, parsed)
         if method == "GET" and params.get("watch") in ("true", "1"):
@@ -462,7 +374,7 @@ class Emulator(kmock.KubernetesEmulator):
         request: rendering.Request,
         key: ResKey,
         info: kmock.ResourceInfo,
-        parsed: _Parsed,
+        parsed: ParsedPath,
     ) -> aiohttp.web.StreamResponse:
         method, name, sub = request.method.value, parsed.name, parsed.subresource
         if name is None or sub not in info.subresources:
@@ -540,7 +452,7 @@ class Emulator(kmock.KubernetesEmulator):
                 {
                     "cells": [
                         item["metadata"]["name"],
-                        _age(item["metadata"].get("creationTimestamp")),
+                        age(item["metadata"].get("creationTimestamp")),
                     ],
                     "object": item,
                 }
@@ -699,7 +611,7 @@ class Emulator(kmock.KubernetesEmulator):
         meta.update(
             name=name,
             uid=str(uuid.uuid4()),
-            creationTimestamp=_timestamp(),
+            creationTimestamp=timestamp(),
             generation=1,
         )
         if info.namespaced:
@@ -713,6 +625,8 @@ class Emulator(kmock.KubernetesEmulator):
             obj = self._register_crd(obj)
         if key == ("", "v1", "namespaces"):
             obj["status"] = {"phase": "Active"}
+        if key == ("", "v1", "pods"):
+            obj["status"] = {"phase": "Pending"}  # as the apiserver does; no kubelet here
         if params.get("dryRun"):
             return obj
         created = self._commit(key, "ADDED", obj, None)
@@ -733,7 +647,7 @@ class Emulator(kmock.KubernetesEmulator):
                     "metadata": {
                         "name": namespace,
                         "uid": str(uuid.uuid4()),
-                        "creationTimestamp": _timestamp(),
+                        "creationTimestamp": timestamp(),
                     },
                     "status": {"phase": "Active"},
                 },
@@ -752,7 +666,7 @@ class Emulator(kmock.KubernetesEmulator):
                 "name": name,
                 "namespace": namespace,
                 "uid": str(uuid.uuid4()),
-                "creationTimestamp": _timestamp(),
+                "creationTimestamp": timestamp(),
             }
             self._commit(key, "ADDED", obj, None)
 
@@ -776,7 +690,7 @@ class Emulator(kmock.KubernetesEmulator):
                     "status": "True",
                     "reason": reason,
                     "message": "",
-                    "lastTransitionTime": _timestamp(),
+                    "lastTransitionTime": timestamp(),
                 }
                 for cond, reason in (
                     ("NamesAccepted", "NoConflicts"),
@@ -909,8 +823,8 @@ class Emulator(kmock.KubernetesEmulator):
                 else:
                     new.pop("status", None)
             generation = int(old_meta.get("generation", 1))
-            meta["generation"] = generation + (_spec_of(new) != _spec_of(current))
-        if _without_rv(new) == _without_rv(current):
+            meta["generation"] = generation + (spec_of(new) != spec_of(current))
+        if without_rv(new) == without_rv(current):
             return current
         if key == CRD_RESOURCE:
             new = self._register_crd(new)
@@ -952,7 +866,7 @@ class Emulator(kmock.KubernetesEmulator):
                 **current,
                 "metadata": {
                     **meta,
-                    "deletionTimestamp": _timestamp(),
+                    "deletionTimestamp": timestamp(),
                     "deletionGracePeriodSeconds": 0,
                 },
             }
@@ -971,7 +885,7 @@ class Emulator(kmock.KubernetesEmulator):
         return self._delete_object(key, current, options)
 
     def _delete_collection(
-        self, key: ResKey, info: kmock.ResourceInfo, parsed: _Parsed, request: rendering.Request
+        self, key: ResKey, info: kmock.ResourceInfo, parsed: ParsedPath, request: rendering.Request
     ) -> dict[str, Any]:
         listed = self._list(key, info, parsed.namespace, request.params)
         deleted = [self._delete_object(key, obj, request.data) for obj in listed["items"]]
@@ -984,8 +898,12 @@ class Emulator(kmock.KubernetesEmulator):
             for key, objects in list(self._store.items()):
                 for obj in list(objects.values()):
                     owners = obj["metadata"].get("ownerReferences") or []
-                    if any(owner.get("uid") == uid for owner in owners):
+                    if not any(owner.get("uid") == uid for owner in owners):
+                        continue
+                    try:
                         self._delete_object(key, obj, None)
+                    except Exception:  # one bad object must not stop the collector
+                        logger.exception("devcluster GC failed to delete %s", obj["metadata"])
 
     def _token(self, namespace: str, name: str, body: Any) -> dict[str, Any]:
         """TokenRequest: an opaque token bound to a ServiceAccount and optionally an object."""
@@ -1016,7 +934,7 @@ class Emulator(kmock.KubernetesEmulator):
                     409, "Conflict", "spec.boundObjectRef.uid does not match the object"
                 )
         token = "devcluster." + secrets.token_urlsafe(32)
-        expires = _now() + datetime.timedelta(seconds=seconds)
+        expires = now() + datetime.timedelta(seconds=seconds)
         self.tokens[token] = IssuedToken(
             namespace,
             name,
@@ -1028,9 +946,9 @@ class Emulator(kmock.KubernetesEmulator):
         return {
             "apiVersion": "authentication.k8s.io/v1",
             "kind": "TokenRequest",
-            "metadata": {"name": name, "namespace": namespace, "creationTimestamp": _timestamp()},
+            "metadata": {"name": name, "namespace": namespace, "creationTimestamp": timestamp()},
             "spec": {**spec, "expirationSeconds": seconds},
-            "status": {"token": token, "expirationTimestamp": _timestamp(expires)},
+            "status": {"token": token, "expirationTimestamp": timestamp(expires)},
         }
 
     # -- watch -----------------------------------------------------------------------------------
@@ -1039,9 +957,9 @@ class Emulator(kmock.KubernetesEmulator):
         """The event type this watcher sees: objects entering or leaving a selection."""
         if event.type == "DELETED":
             return "DELETED" if matches(event.obj) else None
-        now = matches(event.obj)
+        after = matches(event.obj)
         before = event.old is not None and matches(event.old)
-        if now:
+        if after:
             return "MODIFIED" if before else "ADDED"
         return "DELETED" if before else None
 
@@ -1065,7 +983,7 @@ class Emulator(kmock.KubernetesEmulator):
         raw: aiohttp.web.BaseRequest,
         key: ResKey,
         info: kmock.ResourceInfo,
-        parsed: _Parsed,
+        parsed: ParsedPath,
     ) -> aiohttp.web.StreamResponse:
         params = request.params
         matches = self._selection(params, parsed.namespace, parsed.name)
@@ -1115,12 +1033,12 @@ class Emulator(kmock.KubernetesEmulator):
             while raw.transport is not None and not raw.transport.is_closing():
                 # Wake up at least every second: aiohttp does not cancel the handler when the
                 # client goes away, and a stream nobody reads must not pin the server.
-                now = time.monotonic()
-                wait = min(1.0, max(next_bookmark - now, 0.0)) if bookmarks else 1.0
+                moment = time.monotonic()
+                wait = min(1.0, max(next_bookmark - moment, 0.0)) if bookmarks else 1.0
                 if deadline is not None:
-                    if deadline <= now:
+                    if deadline <= moment:
                         break
-                    wait = min(wait, deadline - now)
+                    wait = min(wait, deadline - moment)
                 try:
                     if watcher.queue.empty():
                         event = await asyncio.wait_for(watcher.queue.get(), wait)

@@ -160,6 +160,7 @@ def test_strategic_merge_patch_merges_lists_by_key_and_deletes(cluster: Cluster)
         }
     }
     patched = core.patch_namespaced_pod("smp", cluster.namespace, patch)
+    assert patched.status.phase == "Pending"
     containers = patched.spec.containers
     assert [c.name for c in containers] == ["main"]
     assert containers[0].image == "a"
@@ -365,3 +366,34 @@ def test_fixture_sets_kubeconfig_and_the_client_default(cluster: Cluster) -> Non
     assert os.environ["KUBECONFIG"] == str(cluster.kubeconfig)
     host = kubernetes.client.Configuration.get_default_copy().host
     assert host.rstrip("/") == cluster.url.rstrip("/") or not cluster.is_emulator
+
+
+def test_deleting_a_namespace_deletes_its_objects(cluster: Cluster) -> None:
+    core = kubernetes.client.CoreV1Api()
+    core.create_namespace({"metadata": {"name": "doomed"}})
+    core.create_namespaced_config_map("doomed", cm("inside"))
+    core.delete_namespace("doomed")
+
+    def gone() -> bool:
+        names = {c.metadata.name for c in core.list_config_map_for_all_namespaces().items}
+        return "inside" not in names
+
+    wait_for(gone, message="the namespace's ConfigMap to go with it")
+    namespaces = {n.metadata.name for n in core.list_namespace().items}
+    assert "doomed" not in namespaces
+
+
+def test_server_side_dry_run_is_refused_rather_than_applied(
+    cluster: Cluster, http: requests.Session
+) -> None:
+    path = url(cluster, f"/api/v1/namespaces/{cluster.namespace}/configmaps")
+    dry = http.post(path, json=cm("dry"), params={"dryRun": "All"})
+    assert dry.status_code == 201
+    assert http.get(f"{path}/dry").status_code == 404
+    http.post(path, json=cm("real", a="1"))
+    headers = {"Content-Type": "application/merge-patch+json"}
+    refused = http.patch(
+        f"{path}/real", json={"data": {"a": "2"}}, params={"dryRun": "All"}, headers=headers
+    )
+    assert refused.status_code == 400
+    assert http.get(f"{path}/real").json()["data"] == {"a": "1"}

@@ -1,4 +1,4 @@
-"""The pure patch and selector functions the emulator applies to stored objects."""
+"""The pure functions under the emulator: URL parsing, RBAC verbs, patches and selectors."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from devcluster.patching import PatchError, json_patch, merge_patch, strategic_merge_patch
+from devcluster.protocol import ParsedPath, parse_path, rbac_verb
 from devcluster.selectors import SelectorError, field_selector, label_selector
 
 
@@ -88,3 +89,41 @@ def test_field_selector_reads_dotted_paths() -> None:
     assert not field_selector("spec.missing=x")(obj)
     with pytest.raises(SelectorError, match="fieldSelector"):
         field_selector("metadata.name")
+
+
+@pytest.mark.parametrize(
+    ("path", "parsed"),
+    [
+        ("/api/v1/namespaces", ParsedPath("", "v1", "namespaces", None, None, None)),
+        ("/api/v1/namespaces/ns1", ParsedPath("", "v1", "namespaces", None, "ns1", None)),
+        (
+            "/api/v1/namespaces/ns1/status",
+            ParsedPath("", "v1", "namespaces", None, "ns1", "status"),
+        ),
+        ("/api/v1/namespaces/ns1/pods", ParsedPath("", "v1", "pods", "ns1", None, None)),
+        (
+            "/api/v1/namespaces/ns1/serviceaccounts/sa/token",
+            ParsedPath("", "v1", "serviceaccounts", "ns1", "sa", "token"),
+        ),
+        (
+            "/apis/incluster.dev/v1alpha1/experiments",
+            ParsedPath("incluster.dev", "v1alpha1", "experiments", None, None, None),
+        ),
+        ("/apis/apps", None),
+        ("/version", None),
+    ],
+)
+def test_parse_path_handles_namespaces_unlike_kmock_0_8(
+    path: str, parsed: ParsedPath | None
+) -> None:
+    assert parse_path(path) == parsed
+
+
+def test_rbac_verbs_follow_kube_apiserver() -> None:
+    assert [
+        rbac_verb("GET", None, False),
+        rbac_verb("GET", "x", False),
+        rbac_verb("GET", None, True),
+        rbac_verb("DELETE", None, False),
+        rbac_verb("PUT", "x", False),
+    ] == ["list", "get", "watch", "deletecollection", "update"]

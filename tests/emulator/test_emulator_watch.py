@@ -151,3 +151,18 @@ def test_cut_watches_ends_every_live_stream(cluster: Cluster) -> None:
         assert cluster.cut_watches() == 2
         assert one.ended.wait(10)
         assert two.ended.wait(10)
+
+
+def test_events_beyond_the_window_are_gone(tmp_path: Any) -> None:
+    from devcluster.testing import cluster as open_cluster
+
+    with open_cluster(tmp_path, environ={}, event_window=5) as small:
+        session = requests.Session()
+        path = f"/api/v1/namespaces/{small.namespace}/configmaps"
+        first = session.post(small.url + path, json={"metadata": {"name": "c0"}}).json()
+        for index in range(1, 10):
+            session.post(small.url + path, json={"metadata": {"name": f"c{index}"}})
+        since = first["metadata"]["resourceVersion"]
+        with watch(small, path, resourceVersion=since) as stream:
+            assert stream.ended.wait(10)
+        assert stream.events[0]["object"]["code"] == 410

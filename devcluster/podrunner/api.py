@@ -7,6 +7,7 @@ unchanged, including ones the client's models do not know.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,6 +15,8 @@ from incluster_operator.local.lookups import config_map_bytes, secret_bytes
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+#: Lifetime of the tokens requested for projected serviceAccountToken sources.
+TOKEN_SECONDS = 3600
 #: What a projected serviceAccountToken gets when the API cannot mint one.
 FALLBACK_TOKEN = b"devcluster-token-without-api-access"
 
@@ -31,6 +34,7 @@ class Api:
 
     def __init__(self, api_client: client.ApiClient) -> None:
         self.core = client.CoreV1Api(api_client)
+        self._tokens: dict[tuple[str, str, str], tuple[float, bytes]] = {}
 
     def list_pods(self) -> tuple[list[dict[str, Any]], str]:
         body = _json(self.core.list_pod_for_all_namespaces(_preload_content=False))
@@ -72,9 +76,22 @@ class Api:
         return secret_bytes(_json(obj))
 
     def token(self, namespace: str, service_account: str, audience: str) -> bytes:
-        """A TokenRequest for the account when the API serves one, else a fixed token."""
+        """A TokenRequest for the account when the API serves one, else a fixed token.
+
+        Reused for half its lifetime, as a kubelet does, so refreshing the volume files
+        does not mint a token each time.
+        """
+        key = (namespace, service_account, audience)
+        cached = self._tokens.get(key)
+        if cached is not None and time.monotonic() - cached[0] < TOKEN_SECONDS / 2:
+            return cached[1]
+        token = self._request_token(namespace, service_account, audience)
+        self._tokens[key] = (time.monotonic(), token)
+        return token
+
+    def _request_token(self, namespace: str, service_account: str, audience: str) -> bytes:
         spec = client.V1TokenRequestSpec(
-            audiences=[audience] if audience else [], expiration_seconds=3600
+            audiences=[audience] if audience else [], expiration_seconds=TOKEN_SECONDS
         )
         body = client.AuthenticationV1TokenRequest(spec=spec)
         try:

@@ -12,7 +12,14 @@ from urllib.parse import urlsplit
 from incluster import contract
 from incluster_operator.local.address import replica_address
 from incluster_operator.local.errors import PodSpecError
-from incluster_operator.local.plan import Layout, Node, PodPlan, inherited_env, plan_pod
+from incluster_operator.local.plan import (
+    Layout,
+    Node,
+    PodPlan,
+    inherited_env,
+    plan_pod,
+    refresh_files,
+)
 from incluster_operator.local.podrun import Backoff, PodRun
 from incluster_operator.local.state import ContainerState, Phase, PodState, pod_status
 from kubernetes import client, watch
@@ -155,11 +162,23 @@ class _PodWorker:
                     on_change=lambda s: self._status.submit(pod_status(s)),
                     backoff=self._runner.backoff,
                 ).start()
-            self._run.wait()
+            self._keep_files_fresh(plan, address or "127.0.0.1")
         except Exception:
             log.exception("running pod %s/%s", self.namespace, self.name)
         finally:
             self._status.close()
+
+    def _keep_files_fresh(self, plan: PodPlan, pod_ip: str) -> None:
+        """Until the pod ends, rewrite volume files whose source changed, as a kubelet does."""
+        assert self._run is not None
+        while self._run.wait(self._runner.refresh_interval) is None:
+            try:
+                fresh = self._plan(pod_ip)
+            except PodSpecError:
+                continue  # a source went away: a kubelet keeps the last content
+            if fresh.files != plan.files:
+                refresh_files(fresh)
+                plan = fresh
 
     def _plan_when_ready(self) -> PodPlan | None:
         """Plan the pod; while a reference is missing, report it and retry, like a kubelet."""
@@ -179,9 +198,11 @@ class PodRunner:
     """Runs every pod of the API it watches; ``start()``, then ``stop()`` (or a ``with``).
 
     Pods already finished (phase Succeeded/Failed) are left alone, so restarting the
-    runner does not re-run them. ``workdir`` is the working directory of containers
-    without ``workingDir`` (the demo uses the repository, so ``python examples/x.py``
-    resolves); ``root`` holds the pod directories (``root/pods/<ns>/<pod>-<uid>/logs``).
+    runner does not re-run them. Volume files follow their sources every
+    ``refresh_interval`` seconds (a refreshed token reaches the running pod). ``workdir``
+    is the working directory of containers without ``workingDir`` (the demo uses the
+    repository, so ``python examples/x.py`` resolves); ``root`` holds the pod
+    directories (``root/pods/<ns>/<pod>-<uid>/logs``).
     """
 
     def __init__(
@@ -191,11 +212,13 @@ class PodRunner:
         *,
         workdir: Path | None = None,
         retry_interval: float = 0.5,
+        refresh_interval: float = 10.0,
         backoff: Backoff = DEFAULT_BACKOFF,
     ) -> None:
         self.api = Api(api_client)
         self.layout = Layout(root)
         self.retry_interval = retry_interval
+        self.refresh_interval = refresh_interval
         self.backoff = backoff
         self.workdir = workdir
         self.base_env = {**inherited_env(), **api_env(api_client.configuration.host)}

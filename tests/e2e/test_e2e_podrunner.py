@@ -27,7 +27,13 @@ def runner(cluster: Cluster, tmp_path: Path):
         pytest.skip("the pod runner is the emulator's kubelet; a real cluster has its own")
     with (
         cluster.api_client() as api,
-        PodRunner(api, tmp_path / "runner", workdir=tmp_path, backoff=Backoff(0.05, 0.2)) as r,
+        PodRunner(
+            api,
+            tmp_path / "runner",
+            workdir=tmp_path,
+            backoff=Backoff(0.05, 0.2),
+            refresh_interval=0.2,
+        ) as r,
     ):
         yield r
 
@@ -141,3 +147,31 @@ def _zombie(pid):
         return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
     except FileNotFoundError:
         return True
+
+
+def test_a_changed_config_map_reaches_the_running_pod(cluster, core, runner, tmp_path):
+    """As a kubelet does: the token the operator refreshes must reach the process."""
+    ns = cluster.namespace
+    core.create_namespaced_config_map(ns, {"metadata": {"name": "live"}, "data": {"v": "one"}})
+    code = (
+        "import os, pathlib, time\n"
+        "f = pathlib.Path(os.environ['D']) / 'v'\n"
+        "first = f.read_text()\n"
+        "while f.read_text() != 'two':\n"
+        "    time.sleep(0.05)\n"
+        "print(first, f.read_text())\n"
+    )
+    container = py(
+        "main",
+        code,
+        env=[{"name": "D", "value": "/etc/live"}],
+        volumeMounts=[{"name": "live", "mountPath": "/etc/live"}],
+    )
+    core.create_namespaced_pod(
+        ns, pod("reader", [container], volumes=[{"name": "live", "configMap": {"name": "live"}}])
+    )
+    wait_for(lambda: phase_of(core, ns, "reader") == "Running", timeout=30, message="Running")
+    core.patch_namespaced_config_map("live", ns, {"data": {"v": "two"}})
+    wait_for(lambda: phase_of(core, ns, "reader") == "Succeeded", timeout=30, message="seen")
+    log = next((tmp_path / "runner" / "pods" / ns).glob("reader-*")) / "logs" / "main.log"
+    assert log.read_text().split() == ["one", "two"]

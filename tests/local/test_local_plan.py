@@ -344,3 +344,20 @@ def test_mapped_hostpath_reaches_the_given_directory(tmp_path):
     layout = Layout(tmp_path / "state", host_paths={"/outputs": store})
     p = plan_pod(spec, LOOKUPS, layout, base_env={})
     assert p.links == ((p.pod_dir / "volumes" / "h", store / "team"),)
+
+
+def test_refresh_rewrites_only_changed_files(tmp_path):
+    from incluster_operator.local.plan import refresh_files
+
+    p = plan(tmp_path)
+    materialise(p)
+    vol = p.pod_dir / "volumes"
+    untouched = (vol / "context" / "blob").stat().st_mtime_ns
+    changed_lookups = StaticLookups(
+        config_maps={**LOOKUPS.config_maps, (NS, "kube-root-ca.crt"): {"ca.crt": b"NEW"}},
+        secrets=LOOKUPS.secrets,
+    )
+    assert refresh_files(plan(tmp_path, lookups=changed_lookups)) == [vol / "token" / "ca.crt"]
+    assert (vol / "token" / "ca.crt").read_bytes() == b"NEW"
+    assert (vol / "context" / "blob").stat().st_mtime_ns == untouched
+    assert refresh_files(plan(tmp_path, lookups=changed_lookups)) == []

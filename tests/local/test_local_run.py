@@ -209,3 +209,27 @@ def test_a_local_replica_does_not_try_to_reach_an_api(tmp_path, monkeypatch):
         monkeypatch.setenv(name, value)
     assert sync.is_summary_writer(sync.context.get_cluster_def(), sync.context.get_task_info())
     assert sync.start_for(lambda: 0, dict, environ=env) is None
+
+
+def test_data_stores_are_given_as_local_directories(tmp_path, capsys):
+    store = tmp_path / "mnist"
+    store.mkdir()
+    (store / "train.csv").write_text("1,2,3\n")
+    path, doc = unique_example(tmp_path)
+    read = (
+        "import json, os, pathlib; d = json.loads(os.environ['INCLUSTER_RUN_DATA_PATHS']);"
+        "print('data:', pathlib.Path(d['mnist'], 'train.csv').read_text().strip())"
+    )
+    doc["spec"]["replicas"] = {"master": doc["spec"]["replicas"]["master"]}
+    doc["spec"]["replicas"]["master"]["template"]["spec"]["containers"][0]["command"] = [
+        sys.executable, "-c", read,
+    ]  # fmt: skip
+    doc["spec"]["data"] = ["mnist"]
+    path.write_text(yaml.safe_dump(doc))
+    out = tmp_path / "out"
+    assert run_cli(path, "--outputs", out, "--color", "never") == 2  # unknown store
+    assert "spec.data[0]: unknown data store 'mnist'" in capsys.readouterr().err
+    code = run_cli(path, "--outputs", out, "--color", "never", "--data", f"mnist={store}")
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert "master-0 | data: 1,2,3" in printed

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -508,8 +508,23 @@ def plan_pod(
     )
 
 
+def _write(f: FileToWrite) -> None:
+    """Write one file atomically (temp file + rename): a reader sees old or new, never half."""
+    f.path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = f.path.with_name(f".{f.path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, f.mode)
+    try:
+        view = memoryview(f.content)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fchmod(fd, f.mode)
+    finally:
+        os.close(fd)
+    os.replace(tmp, f.path)
+
+
 def materialise(plan: PodPlan) -> None:
-    """Create the plan's directories, links and files (files written atomically)."""
+    """Create the plan's directories, links and files."""
     for directory in plan.directories:
         directory.mkdir(parents=True, exist_ok=True)
     for link, target in plan.links:
@@ -519,22 +534,23 @@ def materialise(plan: PodPlan) -> None:
     for directory in plan.subdirectories:
         directory.mkdir(parents=True, exist_ok=True)
     for f in plan.files:
-        f.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = f.path.with_name(f".{f.path.name}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, f.mode)
+        _write(f)
+
+
+def refresh_files(plan: PodPlan) -> list[Path]:
+    """Rewrite the files whose content changed (a ConfigMap edited, a token refreshed).
+
+    A kubelet keeps ConfigMap, Secret and projected volumes up to date while the pod
+    runs; the SDK re-reads a file when it changes (the API token most of all). Unchanged
+    files are left alone, so their mtime only moves when their content does.
+    """
+    changed = []
+    for f in plan.files:
         try:
-            os.write(fd, f.content)
-            os.fchmod(fd, f.mode)
-        finally:
-            os.close(fd)
-        os.replace(tmp, f.path)
-
-
-def mount_map(plan: PodPlan, container: str) -> Mapping[str, Path]:
-    """One container's mount path -> materialised path (for messages and tests)."""
-    return plan.mounts.get(container, {})
-
-
-def iter_containers(plan: PodPlan) -> Iterable[ContainerPlan]:
-    yield from plan.init_containers
-    yield from plan.containers
+            same = f.path.read_bytes() == f.content
+        except FileNotFoundError:
+            same = False
+        if not same:
+            _write(f)
+            changed.append(f.path)
+    return changed

@@ -70,3 +70,17 @@ def test_each_replica_owns_the_loopback_address_in_its_cluster_definition(tmp_pa
     for replica in prepared.pods:
         assert replica_address(prepared.plan(replica, "uid-1")) == addresses[replica]
         assert addresses[replica].startswith("127.")
+
+
+def test_many_replicas_are_summarised_per_type_in_the_live_block():
+    out = io.StringIO()
+    replicas = [f"worker-{i}" for i in range(20)] + ["master-0"]
+    console = Console(out, replicas, colour=False, live=True)
+    for i in range(5):
+        console.status(f"worker-{i}", RUNNING)
+    console.status("worker-5", BAD)
+    block = out.getvalue().rsplit("\x1b[J", 1)[1].splitlines()
+    assert block == [
+        "worker    | 1 Failed, 14 Pending, 5 Running",
+        "master    | 1 Pending",
+    ]

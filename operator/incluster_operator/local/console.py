@@ -14,6 +14,10 @@ from typing import TextIO
 
 from incluster_operator.local.state import PodState
 
+#: Above this many replicas the live block shows one line per replica type (with counts
+#: per phase) instead of one per replica: redrawing thousands of lines per log line
+#: would bury the logs.
+MAX_LIVE_LINES = 12
 #: Bright ANSI colours, cycled over replicas (red is kept for failures).
 _COLOURS = ("36", "32", "35", "33", "34", "96", "92", "95", "93", "94")
 _RESET = "\x1b[0m"
@@ -75,11 +79,30 @@ class Console:
             self._out.write(f"\x1b[{self._drawn}F\x1b[J")
             self._drawn = 0
 
+    def _lines(self) -> list[tuple[str, str]]:
+        """(prefix, text) of each status line: per replica, or per type when there are many."""
+        if len(self._states) <= MAX_LIVE_LINES:
+            return [(self._prefix(r), text) for r, text in self._states.items()]
+        counts: dict[str, dict[str, int]] = {}
+        for replica in self._states:
+            kind = replica.rsplit("-", 1)[0]
+            phase = self._phases.get(replica, "Pending")
+            counts.setdefault(kind, {}).setdefault(phase, 0)
+            counts[kind][phase] += 1
+        return [
+            (
+                self._paint(f"{kind:<{self._width}} |", "1"),
+                ", ".join(f"{n} {phase}" for phase, n in sorted(by_phase.items())),
+            )
+            for kind, by_phase in counts.items()
+        ]
+
     def _draw(self) -> None:
-        for replica, text in self._states.items():
+        lines = self._lines()
+        for prefix, text in lines:
             code = {"Failed": "31", "Succeeded": "32"}.get(text.split(" ", 1)[0], "2")
-            self._out.write(f"{self._prefix(replica)} {self._paint(text, code)}\n")
-        self._drawn = len(self._states)
+            self._out.write(f"{prefix} {self._paint(text, code)}\n")
+        self._drawn = len(lines)
 
     def line(self, replica: str, raw: bytes) -> None:
         """One line of a replica's output, prefixed with its name."""
@@ -97,12 +120,13 @@ class Console:
         text = describe(state, time.time() if self._live else None)
         with self._lock:
             self._states[replica] = text
+            changed = self._phases.get(replica) != state.phase
+            self._phases[replica] = state.phase
             if self._live:
                 self._erase()
                 self._draw()
-            elif self._phases.get(replica) != state.phase:
+            elif changed:
                 self._out.write(f"{self._prefix(replica)} * {text}\n")
-            self._phases[replica] = state.phase
             self._out.flush()
 
     def message(self, text: str) -> None:

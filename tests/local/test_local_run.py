@@ -233,3 +233,18 @@ def test_data_stores_are_given_as_local_directories(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert code == 0, printed
     assert "master-0 | data: 1,2,3" in printed
+
+
+def test_active_deadline_fails_the_run_as_the_operator_would(tmp_path, capsys):
+    path, doc = unique_example(tmp_path)
+    for replica in doc["spec"]["replicas"].values():
+        replica["template"]["spec"]["containers"][0]["command"] = [
+            sys.executable, "-c", "import time; time.sleep(120)",
+        ]  # fmt: skip
+    doc["spec"]["runPolicy"] = {"activeDeadlineSeconds": 1}
+    path.write_text(yaml.safe_dump(doc))
+    code = run_cli(path, "--outputs", tmp_path / "out", "--color", "never", "--grace", "2")
+    printed = capsys.readouterr().out
+    assert code == 1
+    assert "ran longer than runPolicy.activeDeadlineSeconds=1" in printed
+    assert printed.count("* Stopped") == 4

@@ -11,11 +11,13 @@ SDK reports them, and each pod's directory (context files, logs) under
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import shutil
+import signal
 import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -184,6 +186,19 @@ def prepare(manifest: Manifest, options: Options) -> Prepared:
     )
 
 
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """Ignore SIGINT for the duration (main thread only: signals are set there)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def label(replica: Replica) -> str:
     return f"{replica[0]}-{replica[1]}"
 
@@ -227,9 +242,13 @@ class LocalRun:
         try:
             outcome = self._follow()
         except KeyboardInterrupt:
-            self.console.message("interrupted: stopping every replica ...")
-            self._stop(list(self._pods))
-            self.console.close()
+            # A second Ctrl-C must not abandon half-stopped replicas: ignore it from now on.
+            with _sigint_ignored():
+                self.console.message(
+                    f"interrupted: stopping every replica (SIGKILL after {self.grace:g}s) ..."
+                )
+                self._stop(list(self._pods))
+                self.console.close()
             return INTERRUPTED
         self._stop(list(self._pods))
         self.console.close()

@@ -175,3 +175,14 @@ def test_a_changed_config_map_reaches_the_running_pod(cluster, core, runner, tmp
     wait_for(lambda: phase_of(core, ns, "reader") == "Succeeded", timeout=30, message="seen")
     log = next((tmp_path / "runner" / "pods" / ns).glob("reader-*")) / "logs" / "main.log"
     assert log.read_text().split() == ["one", "two"]
+
+
+def test_a_pod_that_cannot_run_locally_fails_with_the_field_to_fix(cluster, core, runner):
+    ns = cluster.namespace
+    core.create_namespaced_pod(ns, pod("noimage", [{"name": "main", "image": "busybox"}]))
+    wait_for(lambda: phase_of(core, ns, "noimage") == "Failed", timeout=30, message="Failed")
+    status = core.read_namespaced_pod("noimage", ns).status
+    assert status.reason == "CreateContainerConfigError"
+    assert status.message.startswith("spec.containers[0].command: is required locally")
+    (c,) = status.container_statuses
+    assert c.state.waiting.reason == "CreateContainerConfigError"

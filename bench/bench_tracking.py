@@ -54,12 +54,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-tracking-") as tmp:
         fds = {name: os.open(os.path.join(tmp, name), OPEN, 0o644) for name in ("json", "fstr")}
         run = tracking.init(os.path.join(tmp, "run"))
-        log_metric = tracking.log_metric
         run_log_metric = run.log_metric
 
-        def module_loop() -> None:
+        def module_loop() -> None:  # as a training loop spells it
             for i in range(N):
-                log_metric("loss", i * 0.001, step=i)
+                tracking.log_metric("loss", i * 0.001, step=i)
 
         def run_loop() -> None:
             for i in range(N):

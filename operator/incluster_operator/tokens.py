@@ -142,10 +142,23 @@ def refresh_if_due(
     experiment: str,
     ttl_seconds: int,
     now: datetime | None = None,
-) -> TokenState:
-    """What a kopf timer calls: mint a new token when the stored one is due, else keep it."""
+) -> TokenState | None:
+    """What a kopf timer calls: mint a new token when the stored one is due, else keep it.
+
+    Returns None, minting nothing, when the Secret does not exist: the access was revoked
+    (the experiment finished) or not created yet, and a timer racing the revocation must
+    not bring a token back. Call it more often than ``MIN_REMAINING`` (every minute is
+    plenty); it costs one GET when nothing is due.
+    """
     moment = now or datetime.now(UTC)
-    state = read_state(api, namespace, experiment)
+    names = access.access_names(experiment)
+    try:
+        secret = k8s.CoreV1Api(api).read_namespaced_secret(names.secret, namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    state = state_of(secret)
     if state is not None and not refresh_due(state, moment):
         return state
     return mint(api, namespace, experiment, ttl_seconds)

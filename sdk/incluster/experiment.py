@@ -125,4 +125,4 @@ class Experiment:
 
 def _label(root: str, stored: str) -> str:
     """Artifact name of a copied file: its path below the outputs root, '/'-separated."""
-    return os.path.relpath(stored, root).replace(os.sep, "/")
+    return os.path.relpath(os.path.realpath(stored), os.path.realpath(root)).replace(os.sep, "/")

@@ -40,6 +40,7 @@ def test_refresh_keeps_a_fresh_token_and_replaces_a_due_one(cluster, api, experi
     assert due is not None
     assert due < state.expires_at, "the refresh must happen before expiry"
     renewed = tokens.refresh_if_due(api, cluster.namespace, "xp", TTL, now=due)
+    assert renewed is not None
     second = experiment.secret_token()
     assert second != first
     assert cluster.call(lambda: cluster.emulator.tokens[second]).bound_kind == "Secret"
@@ -52,6 +53,7 @@ def test_a_secret_without_token_is_minted_on_first_refresh(cluster, api, experim
     create_experiment(api, cluster.namespace, "fresh", [])
     assert tokens.read_state(api, cluster.namespace, "fresh") is None
     state = tokens.refresh_if_due(api, cluster.namespace, "fresh", TTL)
+    assert state is not None
     assert state.expires_at > datetime.now(UTC)
     assert tokens.read_state(api, cluster.namespace, "fresh") is not None
 
@@ -71,6 +73,10 @@ def test_revoke_deletes_secret_and_role_binding_only(cluster, api, experiment):
     rbac.read_namespaced_role(names.role, cluster.namespace)
     assert tokens.revoke(api, cluster.namespace, "xp") == [], "revoking twice is a no-op"
     assert tokens.read_state(api, cluster.namespace, "xp") is None
+    far = datetime.now(UTC) + timedelta(days=1)
+    assert tokens.refresh_if_due(api, cluster.namespace, "xp", TTL, now=far) is None
+    issued = cluster.call(lambda: len(cluster.emulator.tokens))
+    assert issued == 1, "a refresh after revocation must not mint a token"
 
 
 def test_minting_without_the_secret_fails_loudly(cluster, api, experiment):

@@ -285,3 +285,16 @@ def test_module_api_after_the_run_object_was_ended(default_run: Run, clean_env: 
     tracking.log_inputs(a=1)
     assert tracking.current_run() is not default_run
     assert default_run.dropped == 0
+
+
+def test_log_metric_imported_before_init_still_logs(clean_env: Path) -> None:
+    tracking.end()
+    from incluster.tracking import log_metric as early
+
+    early("x", 1.0, step=1)  # opens the default run
+    assert tracking.log_metric == tracking.current_run().log_metric  # bound while open
+    early("x", 2.0, step=2)
+    tracking.end()
+    assert tracking.log_metric is early  # unbound again: the next call opens a new run
+    steps = [r.step for r in read_events(clean_env) if isinstance(r, events.Metric)]
+    assert steps == [1, 2]

@@ -138,3 +138,11 @@ def test_pandas_objects_hash_by_content(run: Run) -> None:
     a = pd.DataFrame({"x": [1, 2], "y": ["a", "b"]})
     assert run.log_data_ref(a, "a") == run.log_data_ref(a.copy(), "b")
     assert run.log_data_ref(a, "a") != run.log_data_ref(a.assign(x=[1, 3]), "c")
+
+
+def test_log_outputs_of_a_dir_already_in_the_store_records_in_place(run: Run) -> None:
+    ckpt = Path(run.get_outputs_path("ckpt/epoch-1.pt"))
+    ckpt.write_bytes(b"w")
+    refs = Experiment(run).log_outputs(ckpt.parent)
+    assert [r["path"] for r in refs] == ["ckpt/epoch-1.pt"]
+    assert not (Path(run.outputs_path) / "epoch-1.pt").exists()

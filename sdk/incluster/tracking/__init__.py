@@ -43,9 +43,20 @@ __all__ = [
 ]
 
 _run: Run | None = None
-_init_lock = threading.Lock()
+#: Re-entrant so that a signal handler calling ``end()`` during ``init()`` cannot deadlock.
+_init_lock = threading.RLock()
 #: The status summary sync of the default run (None outside a cluster / on other replicas).
 _sync: SummarySync | None = None
+
+
+def _reset_init_lock() -> None:
+    # held by another thread at fork time, it would never be released in the child
+    global _init_lock
+    _init_lock = threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_init_lock)
 
 
 def init(outputs_path: str | os.PathLike[str] | None = None) -> Run:
@@ -69,24 +80,45 @@ def init(outputs_path: str | os.PathLike[str] | None = None) -> Run:
 
         task = context.get_task_info()
         path = context.get_outputs_path() if outputs_path is None else outputs_path
-        _run = Run(path, task["type"], task["index"])
-        _start_sync(_run)
-        return _run
+        _run = run = Run(path, task["type"], task["index"], on_end=_forget)
+        _bind(run)
+        _start_sync(run)
+        return run
 
 
 def _start_sync(run: Run) -> None:
-    """Start the status summary sync for the default run (issue 6: sync.py)."""
+    """Start the status summary sync of the default run (docs/security.md); call locked."""
     global _sync
     from incluster import context
 
-    if _sync is not None:
-        _sync.close()
-        _sync = None
     if not context.is_in_cluster():
         return  # local runs never load the HTTP client (import time matters)
     from incluster.tracking import sync
 
     _sync = sync.start_for(lambda: run.version, run.summary)
+
+
+def _bind(run: Run) -> None:
+    """Point the module's ``log_metric`` at the open run's own method (one call less)."""
+    global log_metric
+    log_metric = run.log_metric
+
+
+def _forget(run: Run) -> None:
+    """Called when a run ends, however it is ended: the next call opens a new run.
+
+    Its summary sync delivers the final summary then stops (outside the lock: that may
+    take up to the sync's close timeout when the API is down).
+    """
+    global _run, _sync, log_metric
+    syncer = None
+    with _init_lock:
+        if _run is run:
+            _run = None
+            log_metric = _log_metric_any_run
+            syncer, _sync = _sync, None
+    if syncer is not None:
+        syncer.close()
 
 
 def current_run() -> Run:
@@ -97,12 +129,18 @@ def current_run() -> Run:
     return run
 
 
-def log_metric(name: str, value: float, step: int | None = None, timestamp: Any = None) -> None:
-    """One metric point (see ``Run.log_metric``); the hot path, so no extra call here."""
-    run = _run
-    if run is None or run._ended:
-        run = current_run()
-    run.log_metric(name, value, step, timestamp)
+def _log_metric_any_run(
+    name: str, value: float, step: int | None = None, timestamp: object = None
+) -> None:
+    """``log_metric`` while no default run is open: open it, then log."""
+    current_run().log_metric(name, value, step, timestamp)
+
+
+#: One metric point: ``Run.log_metric`` of the default run. While that run is open this
+#: name is bound to the run's own method, sparing a Python call on the hottest path of
+#: the SDK; before ``init()`` and after ``end()`` it opens the run first. (A reference
+#: taken with ``from incluster.tracking import log_metric`` works either way.)
+log_metric = _log_metric_any_run
 
 
 def log_metrics(step: int | None = None, timestamp: Any = None, **metrics: Any) -> None:
@@ -146,11 +184,6 @@ def get_client() -> Client:
 
 def end() -> None:
     """End the default run (idempotent); the next logging call starts a new one."""
-    global _run, _sync
-    with _init_lock:
-        run, _run = _run, None
-        syncer, _sync = _sync, None
+    run = _run
     if run is not None:
-        run.end()
-    if syncer is not None:
-        syncer.close()
+        run.end()  # calls _forget

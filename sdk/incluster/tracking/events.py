@@ -22,6 +22,8 @@ _NONFINITE = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float(
 
 @dataclass(frozen=True, slots=True)
 class Metric:
+    """One point; ``value`` is NaN/inf again where the line holds "NaN"/"Infinity"."""
+
     source: str
     name: str
     value: float | int
@@ -31,6 +33,8 @@ class Metric:
 
 @dataclass(frozen=True, slots=True)
 class Inputs:
+    """Parameters logged by ``log_inputs``/``log_params`` (merged in the summary)."""
+
     source: str
     values: dict[str, Any]
     timestamp: float
@@ -38,6 +42,8 @@ class Inputs:
 
 @dataclass(frozen=True, slots=True)
 class Outputs:
+    """Results logged by ``log_outputs(**results)``."""
+
     source: str
     values: dict[str, Any]
     timestamp: float
@@ -45,6 +51,8 @@ class Outputs:
 
 @dataclass(frozen=True, slots=True)
 class Tags:
+    """Tags of one ``log_tags`` call."""
+
     source: str
     tags: list[str]
     timestamp: float
@@ -52,6 +60,8 @@ class Tags:
 
 @dataclass(frozen=True, slots=True)
 class ArtifactRef:
+    """``path`` is relative to the outputs path when inside it, else absolute."""
+
     source: str
     name: str
     kind: str
@@ -62,6 +72,8 @@ class ArtifactRef:
 
 @dataclass(frozen=True, slots=True)
 class DataRef:
+    """A data set's content hash (``sha256:<hex>``), for lineage across runs."""
+
     source: str
     name: str
     hash: str
@@ -70,6 +82,8 @@ class DataRef:
 
 @dataclass(frozen=True, slots=True)
 class RunStarted:
+    """First record a process writes; ``format`` is the line format's version."""
+
     source: str
     task_type: str
     task_index: int
@@ -80,6 +94,8 @@ class RunStarted:
 
 @dataclass(frozen=True, slots=True)
 class RunEnded:
+    """Written by ``end()``; ``dropped`` counts records lost to a failing disk."""
+
     source: str
     status: str
     dropped: int

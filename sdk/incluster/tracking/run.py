@@ -43,8 +43,11 @@ _float_repr = float.__repr__
 _int_repr = int.__repr__
 _write = os.write
 _NONFINITE = {"nan": '"NaN"', "inf": '"Infinity"', "-inf": '"-Infinity"'}
-# O_RDWR only so that _open can look at the last byte a previous process left.
-_OPEN_FLAGS = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+# O_RDWR only so that _open can look at the last byte a previous process left. Pods run
+# Linux; the getattr()s keep a laptop run on Windows working (no newline translation).
+_OPEN_FLAGS = (
+    os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+)
 
 
 _LIVE_RUNS: weakref.WeakSet[Run] = weakref.WeakSet()
@@ -56,7 +59,8 @@ def _reset_locks_after_fork() -> None:
         run._set_lock(threading.RLock())
 
 
-os.register_at_fork(after_in_child=_reset_locks_after_fork)
+if hasattr(os, "register_at_fork"):  # not on Windows, which cannot fork
+    os.register_at_fork(after_in_child=_reset_locks_after_fork)
 
 
 def _dumps(value: Any) -> str:
@@ -153,7 +157,9 @@ class Run:
         task_index: int = 0,
         *,
         register_atexit: bool = True,
+        on_end: Callable[[Run], None] | None = None,
     ) -> None:
+        self._on_end = on_end
         self.outputs_path = os.path.abspath(os.fspath(outputs_path))
         self.events_path = os.path.join(
             self.outputs_path, paths.EVENTS_DIR, paths.events_file_name(task_type, task_index)
@@ -211,7 +217,7 @@ class Run:
             self._drop(exc, 0)
             return -1
         # On a full disk this fails too; appending is still worth trying, so carry on.
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, AttributeError):  # no os.pread on Windows
             size = os.fstat(fd).st_size
             if size and os.pread(fd, 1, size - 1) != b"\n":
                 os.write(fd, b"\n")
@@ -481,6 +487,8 @@ class Run:
                     self._drop(exc, 0)
                 os.close(fd)
         atexit.unregister(self.end)
+        if self._on_end is not None:
+            self._on_end(self)
 
     def __enter__(self) -> Run:
         return self

@@ -52,6 +52,8 @@ def store_file(outputs_root: str, file_path: str | os.PathLike[str]) -> str:
 def store_tree(outputs_root: str, dir_path: str | os.PathLike[str]) -> list[str]:
     """Copy a directory's files into the outputs root, keeping their relative paths.
 
+    A directory already under the outputs root is recorded where it is, not copied.
+
     Symlinks are not followed out of the source tree (they are skipped), so a crafted
     directory cannot make the copy read or write elsewhere.
     """
@@ -59,14 +61,19 @@ def store_tree(outputs_root: str, dir_path: str | os.PathLike[str]) -> list[str]
     if not os.path.isdir(source):
         raise ValueError(f"dir_path={source!r} is not a directory")
     real_root = os.path.realpath(outputs_root)
-    if os.path.realpath(source) == real_root:
+    real_source = os.path.realpath(source)
+    if real_source == real_root:
         raise ValueError(f"dir_path={source!r} is the outputs directory itself")
+    already_stored = real_source.startswith(real_root + os.sep)
     stored = []
     for dirpath, dirnames, filenames in os.walk(source):
         dirnames[:] = sorted(d for d in dirnames if not os.path.islink(os.path.join(dirpath, d)))
         for filename in sorted(filenames):
             full = os.path.join(dirpath, filename)
             if os.path.islink(full) or not os.path.isfile(full):
+                continue
+            if already_stored:  # written under the outputs path already: nothing to copy
+                stored.append(os.path.realpath(full))
                 continue
             rel = os.path.relpath(full, source)
             destination = paths.inside(outputs_root, rel, argument="dir_path entry")

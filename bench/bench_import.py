@@ -10,6 +10,7 @@ machine it is far less disturbed by other processes.
 from __future__ import annotations
 
 import importlib.util
+import os
 import resource
 import statistics
 import subprocess
@@ -25,6 +26,7 @@ STATEMENTS = (
     "from incluster import tracking",
     "from incluster import context",
 )
+GOAL_STATEMENTS = STATEMENTS[:2]
 
 
 def _children_cpu() -> float:
@@ -32,11 +34,16 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+#: Users' interpreters cache bytecode; a PYTHONDONTWRITEBYTECODE inherited from the
+#: machine would make every run time the compiler instead of the import.
+_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def _once(statement: str) -> tuple[float, float]:
     """(wall ms, CPU ms) of one fresh interpreter running ``statement``."""
     cpu = _children_cpu()
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-c", statement], check=True)
+    subprocess.run([sys.executable, "-c", statement], check=True, env=_ENV)
     return (time.perf_counter() - started) * 1000, (_children_cpu() - cpu) * 1000
 
 
@@ -70,10 +77,15 @@ def main() -> None:
             print(f'   python -c "{statement}": not available')
             continue
         wall, cpu = medians(statement)
-        verdict = "ok" if wall - base_wall <= GOAL_MS else "OVER GOAL"
+        if statement in GOAL_STATEMENTS:
+            verdict = f"goal <= {GOAL_MS:g} ms: " + (
+                "ok" if wall - base_wall <= GOAL_MS else "OVER"
+            )
+        else:
+            verdict = "no goal: paid by the first getter call"
         print(
             f'   python -c "{statement}": +{wall - base_wall:.1f} ms above bare Python '
-            f"(CPU +{cpu - base_cpu:.1f} ms; goal <= {GOAL_MS:g} ms: {verdict})"
+            f"(CPU +{cpu - base_cpu:.1f} ms; {verdict})"
         )
 
 

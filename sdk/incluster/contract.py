@@ -68,6 +68,12 @@ DIR_TOKEN: Final = "token"  # noqa: S105 - a directory name
 FILE_TOKEN: Final = "token"  # noqa: S105 - a file name
 FILE_CA: Final = "ca.crt"
 
+# --- the outputs directory ----------------------------------------------------------------
+#: Sub-directory of the outputs path with one JSON-lines event file per process.
+DIR_EVENTS: Final = "events"
+#: Suffix of an event file: ``<type>-<index>.jsonl``.
+EVENTS_SUFFIX: Final = ".jsonl"
+
 # --- keys of context.json ----------------------------------------------------------------
 KEY_VERSION: Final = "version"
 KEY_EXPERIMENT_INFO: Final = "experimentInfo"

@@ -15,7 +15,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from incluster.tracking.paths import EVENTS_DIR, EVENTS_SUFFIX
+from incluster.contract import DIR_EVENTS as EVENTS_DIR
+from incluster.contract import EVENTS_SUFFIX
 
 _NONFINITE = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
 

@@ -9,11 +9,7 @@ from __future__ import annotations
 
 import os
 
-#: Sub-directory of the outputs path holding the event files. (A candidate for
-#: ``incluster.contract`` once the operator reads events back.)
-EVENTS_DIR = "events"
-#: Suffix of an event file: JSON lines.
-EVENTS_SUFFIX = ".jsonl"
+from incluster.contract import EVENTS_SUFFIX
 
 _TASK_TYPE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_")
 

@@ -33,6 +33,7 @@ from time import time_ns as _time_ns
 from types import TracebackType
 from typing import Any
 
+from incluster import contract
 from incluster.schemas import ArtifactKind
 from incluster.tracking import paths
 
@@ -162,7 +163,7 @@ class Run:
         self._on_end = on_end
         self.outputs_path = os.path.abspath(os.fspath(outputs_path))
         self.events_path = os.path.join(
-            self.outputs_path, paths.EVENTS_DIR, paths.events_file_name(task_type, task_index)
+            self.outputs_path, contract.DIR_EVENTS, paths.events_file_name(task_type, task_index)
         )
         self.task_type = task_type
         self.task_index = task_index

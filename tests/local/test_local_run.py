@@ -242,3 +242,12 @@ def test_active_deadline_fails_the_run_as_the_operator_would(tmp_path, capsys):
     assert code == 1
     assert "ran longer than runPolicy.activeDeadlineSeconds=1" in printed
     assert printed.count("* Stopped") == 4
+
+
+def test_other_commands_do_not_import_the_operator():
+    code = (
+        "import sys; from incluster import cli; cli.build_parser(['metrics', 'x']);"
+        "print('incluster_operator' in sys.modules, 'pydantic' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]

@@ -120,3 +120,19 @@ def test_stop_ends_running_processes_within_the_grace_period(tmp_path):
     assert final.containers[0].exit_code == 143  # SIGTERM, and no restart after a stop
     assert final.finished
     assert run.wait(0) == final
+
+
+def test_stop_during_an_init_container_ends_the_pod_as_stopped(tmp_path):
+    ready = threading.Event()
+    plan = make_pod(
+        tmp_path,
+        [container("main", APPEND, args=["main"], **MOUNT)],
+        init=[container("init", "import time; print('up', flush=True); time.sleep(60)")],
+    )
+    run = PodRun(plan, "127.0.0.1", on_line=lambda name, line: ready.set()).start()
+    assert ready.wait(20)
+    final = run.stop()
+    assert (final.phase, final.reason) == ("Failed", "Stopped")
+    assert final.init_containers[0].exit_code == 143
+    assert final.containers[0].state == "waiting"
+    assert not (plan.pod_dir / "volumes" / "shared" / "order").exists()

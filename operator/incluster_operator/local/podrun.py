@@ -125,8 +125,8 @@ class PodRun:
             return
         for container in self.plan.init_containers:
             if not self._run_container(container, init=True):
-                if not self._stopping.is_set():
-                    self._update(partial(_init_failed, name=container.name))
+                stopped = self._stopping.is_set()
+                self._update(self._final if stopped else partial(_init_failed, name=container.name))
                 self._done.set()
                 return
         self._update(lambda s: replace(s, phase="Running"))

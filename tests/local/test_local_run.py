@@ -251,3 +251,21 @@ def test_other_commands_do_not_import_the_operator():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_addresses_already_in_use_are_refused_before_starting(tmp_path, capsys):
+    import socket
+
+    from incluster_operator.local.runner import Options, load_manifest, prepare
+
+    path, doc = unique_example(tmp_path)
+    prepared = prepare(load_manifest(path), Options(outputs=tmp_path / "o", workdir=tmp_path))
+    host = prepared.addresses[("worker", 1)]
+    port = doc["spec"]["replicas"]["worker"]["port"]
+    with socket.socket() as squatter:
+        squatter.bind((host, port))
+        squatter.listen()
+        assert run_cli(path, "--outputs", tmp_path / "out") == 2
+    err = capsys.readouterr().err
+    assert f"{host}:{port} already in use" in err
+    assert not (tmp_path / "out" / ".incluster").exists()

@@ -20,6 +20,7 @@ from incluster_operator.local.runner import (
     LocalRun,
     ManifestError,
     Options,
+    busy_addresses,
     label,
     load_manifest,
     prepare,
@@ -90,6 +91,15 @@ def run_command(args: Any) -> int:
         prepared = prepare(manifest, options)
     except (ManifestError, InvalidSpec, PodSpecError) as exc:
         print(f"incluster run: {args.file}: {exc}", file=sys.stderr)
+        return 2
+    busy = busy_addresses(prepared)
+    if busy:
+        print(
+            f"incluster run: {args.file}: {', '.join(busy)} already in use on this machine "
+            f"(is {manifest.namespace}/{manifest.name} already running locally?); stop it "
+            "or run under another name or namespace",
+            file=sys.stderr,
+        )
         return 2
     tty = out.isatty()
     colour = args.color == "always" or (

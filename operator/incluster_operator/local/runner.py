@@ -15,6 +15,7 @@ import contextlib
 import queue
 import shutil
 import signal
+import socket
 import threading
 import uuid
 from collections.abc import Iterator, Mapping
@@ -184,6 +185,23 @@ def prepare(manifest: Manifest, options: Options) -> Prepared:
         outputs_path=outputs / outputs_subpath(spec, meta),
         state_dir=state_dir,
     )
+
+
+def busy_addresses(prepared: Prepared) -> list[str]:
+    """Replica addresses (``host:port``) something on this machine already listens on.
+
+    Checked before starting, so a second run of the same experiment (same loopback
+    addresses) fails with a clear message instead of a replica's bind error.
+    """
+    busy = []
+    for (task_type, _index), host in sorted(prepared.addresses.items()):
+        port = prepared.spec.replicas[task_type].port
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind((host, port))
+            except OSError:
+                busy.append(f"{host}:{port}")
+    return busy
 
 
 @contextlib.contextmanager

@@ -186,3 +186,19 @@ def test_a_pod_that_cannot_run_locally_fails_with_the_field_to_fix(cluster, core
     assert status.message.startswith("spec.containers[0].command: is required locally")
     (c,) = status.container_statuses
     assert c.state.waiting.reason == "CreateContainerConfigError"
+
+
+def test_containers_can_reach_the_api_they_run_under(cluster, core, runner, tmp_path):
+    ns = cluster.namespace
+    code = (
+        "import json, os, urllib.request;"
+        "url = os.environ['INCLUSTER_API_URL'] + '/api/v1/namespaces/' + os.environ['NS'];"
+        "print(json.load(urllib.request.urlopen(url))['metadata']['name'],"
+        " os.environ['KUBERNETES_SERVICE_HOST'], os.environ['KUBERNETES_SERVICE_PORT'])"
+    )
+    env = [{"name": "NS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}]
+    core.create_namespaced_pod(ns, pod("caller", [py("main", code, env=env)]))
+    wait_for(lambda: phase_of(core, ns, "caller") == "Succeeded", timeout=30, message="called")
+    log = next((tmp_path / "runner" / "pods" / ns).glob("caller-*")) / "logs" / "main.log"
+    host, port = cluster.url.removeprefix("http://").rsplit(":", 1)
+    assert log.read_text().split() == [ns, host, port]

@@ -7,15 +7,19 @@ import asyncio
 import logging
 import signal
 import sys
+import tempfile
 from pathlib import Path
 
 import kmock
 
 from devcluster.emulator import Emulator
 from devcluster.kubeconfig import write_kubeconfig
+from devcluster.podrunner import PodRunner
 
 
-async def serve(port: int, kubeconfig: Path | None, host: str) -> None:
+async def serve(
+    port: int, kubeconfig: Path | None, host: str, pods_dir: Path | None = None
+) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -26,7 +30,12 @@ async def serve(port: int, kubeconfig: Path | None, host: str) -> None:
         if kubeconfig is not None:
             write_kubeconfig(kubeconfig, url)
         print(f"devcluster listening on {url} (port {srv.port})", flush=True)
-        await stop.wait()
+        runner = None if pods_dir is None else PodRunner.for_url(url, pods_dir).start()
+        try:
+            await stop.wait()
+        finally:
+            if runner is not None:
+                await asyncio.to_thread(runner.stop)
         emu.cut_watches()  # let the server's shutdown finish its streaming handlers
 
 
@@ -38,11 +47,22 @@ def main(argv: list[str] | None = None) -> int:
     serve_cmd.add_argument("--host", default="127.0.0.1", help="address to listen on")
     serve_cmd.add_argument("--kubeconfig", type=Path, help="write a kubeconfig here once listening")
     serve_cmd.add_argument("--log-level", default="WARNING")
+    serve_cmd.add_argument(
+        "--run-pods", action="store_true", help="run pods as local processes (a kubelet stand-in)"
+    )
+    serve_cmd.add_argument(
+        "--pods-dir",
+        type=Path,
+        help="with --run-pods: pod directories and logs (default: a temp dir)",
+    )
     args = parser.parse_args(argv)
     if not 0 <= args.port <= 65535:
         parser.error(f"--port must be within 0..65535, got {args.port}")
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr)
-    asyncio.run(serve(args.port, args.kubeconfig, args.host))
+    pods_dir = None
+    if args.run_pods:
+        pods_dir = args.pods_dir or Path(tempfile.mkdtemp(prefix="devcluster-pods-"))
+    asyncio.run(serve(args.port, args.kubeconfig, args.host, pods_dir))
     return 0
 
 

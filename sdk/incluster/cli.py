@@ -68,16 +68,71 @@ _SUBCOMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]
 ]
 
 
-def build_parser() -> argparse.ArgumentParser:
+#: Entry point group of subcommands shipped outside the SDK (`incluster run` lives in the
+#: operator package, which the SDK must not import directly).
+PLUGIN_GROUP = "incluster.commands"
+
+
+_AddCommand = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
+
+
+def _missing_extra(name: str, exc: ImportError) -> _AddCommand:
+    """A stand-in subcommand that says how to install what the real one needs."""
+
+    def handler(args: argparse.Namespace) -> int:
+        print(
+            f"incluster {name}: needs the operator extra ({exc}); install it with "
+            "pip install 'incluster[operator]'",
+            file=sys.stderr,
+        )
+        return 2
+
+    def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+        parser = sub.add_parser(name, help="(needs incluster[operator])", add_help=False)
+        parser.add_argument("rest", nargs=argparse.REMAINDER)
+        parser.set_defaults(handler=handler)
+
+    return add
+
+
+def _listed(name: str) -> _AddCommand:
+    """A placeholder that lists a plugin in ``incluster --help`` without importing it."""
+
+    def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+        sub.add_parser(name, help=f"see `incluster {name} --help`", add_help=False)
+
+    return add
+
+
+def _plugins(command: str | None) -> list[_AddCommand]:
+    """Plugins' ``register``: only the chosen command's is imported (the operator's
+    dependencies cost ~0.2 s); one whose dependencies are missing explains the fix."""
+    from importlib.metadata import entry_points
+
+    found: list[_AddCommand] = []
+    for ep in entry_points(group=PLUGIN_GROUP):
+        if ep.name != command:
+            found.append(_listed(ep.name))
+            continue
+        try:
+            found.append(ep.load())
+        except ImportError as exc:
+            found.append(_missing_extra(ep.name, exc))
+    return found
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    args = sys.argv[1:] if argv is None else list(argv)
+    command = next((a for a in args if not a.startswith("-")), None)
     parser = argparse.ArgumentParser(prog="incluster", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in _SUBCOMMANDS:
+    for add in [*_SUBCOMMANDS, *_plugins(command)]:
         add(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv).parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args)

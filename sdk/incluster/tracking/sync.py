@@ -332,12 +332,15 @@ def start_for(
 ) -> SummarySync | None:
     """Start the sync when this process is the summary writer of an in-cluster run.
 
-    Returns None outside a cluster and on every other replica. Building the client is
-    deferred to the thread, so a missing token file is reported there (once), not here.
+    Returns None outside a cluster, without an API address (a local run), and on every
+    other replica. Building the client is deferred to the thread, so a missing token
+    file is reported there (once), not here.
     """
     env = os.environ if environ is None else environ
     if not context.is_in_cluster():
         return None
+    if not (env.get(contract.ENV_API_URL) or env.get(contract.ENV_KUBERNETES_SERVICE_HOST)):
+        return None  # a context but no API (`incluster run`): the event files are the record
     if not is_summary_writer(context.get_cluster_def(), context.get_task_info()):
         return None
     interval = interval_from_env(env)

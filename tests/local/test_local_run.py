@@ -269,3 +269,25 @@ def test_addresses_already_in_use_are_refused_before_starting(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"{host}:{port} already in use" in err
     assert not (tmp_path / "out" / ".incluster").exists()
+
+
+def test_connections_left_in_time_wait_do_not_block_the_next_run(tmp_path):
+    """A peer connection of a finished run lingers in TIME_WAIT on the replica's address;
+    a rerun of the same experiment must not mistake it for a listener."""
+    import socket
+
+    from incluster_operator.local.runner import Options, busy_addresses, load_manifest, prepare
+
+    path, doc = unique_example(tmp_path)
+    prepared = prepare(load_manifest(path), Options(outputs=tmp_path / "o", workdir=tmp_path))
+    host = prepared.addresses[("master", 0)]
+    port = doc["spec"]["replicas"]["master"]["port"]
+    with socket.socket() as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind((host, port))
+        server.listen()
+        client = socket.create_connection((host, port))
+        accepted, _ = server.accept()
+        accepted.close()  # the server side closes first: its end goes to TIME_WAIT
+        client.close()
+    assert busy_addresses(prepared) == []

@@ -191,12 +191,15 @@ def busy_addresses(prepared: Prepared) -> list[str]:
     """Replica addresses (``host:port``) something on this machine already listens on.
 
     Checked before starting, so a second run of the same experiment (same loopback
-    addresses) fails with a clear message instead of a replica's bind error.
+    addresses) fails with a clear message instead of a replica's bind error. The probe
+    sets SO_REUSEADDR, as servers do, so that connections of a finished run lingering
+    in TIME_WAIT are not mistaken for a listener (Linux still refuses a live one).
     """
     busy = []
     for (task_type, _index), host in sorted(prepared.addresses.items()):
         port = prepared.spec.replicas[task_type].port
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 probe.bind((host, port))
             except OSError:

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final, cast
 
 import urllib3
@@ -31,6 +31,7 @@ from kubernetes.client.exceptions import ApiException
 
 from incluster_operator.api import names
 from incluster_operator.api.models import API_VERSION, GROUP, KIND, PLURAL, VERSION
+from incluster_operator.api.times import format_time
 from incluster_operator.render.context import ExperimentMeta
 from incluster_operator.status import Decision, Event
 
@@ -288,7 +289,7 @@ def post_event(api: Api, meta: ExperimentMeta, event: Event, now: datetime) -> N
 
     Best effort: a lost Event must not undo or repeat the transition it reports.
     """
-    stamp = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    stamp = format_time(now)
     body = {
         "apiVersion": "v1",
         "kind": "Event",

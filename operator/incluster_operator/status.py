@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import pydantic
@@ -31,6 +31,7 @@ from incluster_operator.api.models import (
     Phase,
     ReplicaStatus,
 )
+from incluster_operator.api.times import format_time, parse_time
 from incluster_operator.api.validation import InvalidSpec
 from incluster_operator.render.context import ExperimentMeta, outputs_path
 from incluster_operator.settings import Settings
@@ -137,22 +138,6 @@ class Decision:
         return self.status.model_dump(
             mode="json", by_alias=True, exclude_none=True, exclude={"tracking"}
         )
-
-
-def format_time(moment: datetime) -> str:
-    """RFC 3339 in UTC with a Z, as Kubernetes writes times."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_time(value: str | None) -> datetime | None:
-    """Inverse of ``format_time``; None for absent or unparseable values."""
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def previous_status(previous: Mapping[str, Any] | None) -> ExperimentStatus:

@@ -21,8 +21,8 @@ from typing import Any, Final
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
+from incluster_operator.api.times import parse_time
 from incluster_operator.render import access
-from incluster_operator.status import parse_time
 
 #: Refresh once this fraction of the token's lifetime has passed...
 REFRESH_FRACTION: Final = 0.5

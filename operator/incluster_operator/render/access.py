@@ -21,12 +21,13 @@ import copy
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final
 
 from incluster import contract
 
 from incluster_operator.api import names
+from incluster_operator.api.times import format_time
 
 GROUP: Final = contract.API_GROUP
 PLURAL: Final = contract.PLURAL
@@ -190,7 +191,7 @@ def access_objects(
 def _rfc3339(moment: datetime) -> str:
     if moment.tzinfo is None:
         raise ValueError(f"timestamp {moment!r} must be timezone-aware")
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return format_time(moment)
 
 
 def token_secret_patch(token: str, issued_at: datetime, expires_at: datetime) -> dict[str, Any]:

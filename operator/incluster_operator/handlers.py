@@ -1,24 +1,21 @@
 """Thin kopf handlers: one reconcile loop per Experiment, woken by its pods' events.
 
 Why a daemon per experiment rather than create/update handlers: the status is a function
-of the pods (``status.reconcile``), so the handler that matters is "something changed,
-look again". A daemon gives each experiment exactly one loop, so two pod events never
-race on the same status, bursts of events coalesce into one look, and deadlines and TTLs
-become timed wake-ups of that loop. kopf starts the daemon for new experiments and, after
-an operator restart, for existing ones: that is create and resume in one code path, made
+of the pods, so the handler that matters is "something changed, look again". One loop
+per experiment means two pod events never race on the same status, bursts coalesce into
+one look, and deadlines and TTLs become timed wake-ups. kopf starts the daemon for new
+experiments and, after a restart, for existing ones: create and resume in one code path,
 idempotent by the deterministic render (same names) and ``k8s.ensure`` (409 -> adopt).
 
-Pods are followed through a kopf event handler filtered on the experiment label; it does
-no I/O, it only wakes the owning experiment's loop. This module is only that wiring: the
-round itself is ``reconcile.reconcile`` (I/O through ``k8s`` and ``tokens``), which runs
-in a worker thread because the ``kubernetes`` client is synchronous; what the experiment
-should own is ``desired.admit`` (pure).
+The pod event handler does no I/O, it only wakes the owning loop. This module is only
+wiring: a round is ``reconcile.reconcile`` (I/O through ``k8s`` and ``tokens``, run in a
+worker thread because the ``kubernetes`` client blocks), and what the experiment should
+own is ``desired.admit`` (pure).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 from collections.abc import Mapping
@@ -26,23 +23,16 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 import kopf
-from kubernetes import client as k8s_client
 
 from incluster_operator import k8s, tokens
 from incluster_operator.api import names
 from incluster_operator.api.models import GROUP, PLURAL, VERSION
-from incluster_operator.login import connection_info
-from incluster_operator.reconcile import Progress, reconcile
+from incluster_operator.login import configuration, connection_info
+from incluster_operator.reconcile import loop
 from incluster_operator.settings import Settings, SettingsError, from_env
 
 #: kopf's finalizer on Experiments (it stops the loop before the Experiment goes away).
 FINALIZER: Final = "incluster.dev/operator"
-#: Look again at least this often even without events (a safety net for lost events).
-RESYNC_SECONDS: Final = 60.0
-#: After a pod event, wait this long for more before looking (bursts become one look).
-DEBOUNCE_SECONDS: Final = 0.05
-#: Backoff after a failed API call: doubles from the first value up to the second.
-RETRY_SECONDS: Final = (0.2, 30.0)
 #: How often the token timer looks at an experiment's token (refreshes happen far less often:
 #: at half of a lifetime of at least 600 s, ``tokens.refresh_at``).
 TOKEN_CHECK_SECONDS: Final = 60.0
@@ -57,15 +47,10 @@ class Runtime:
     wakeups: dict[tuple[str, str], asyncio.Event] = field(default_factory=dict)
 
 
-def _configuration(memo: kopf.Memo) -> k8s_client.Configuration:
-    configured = memo.get("configuration")
-    return configured if configured is not None else k8s.load_configuration()
-
-
 @kopf.on.login()
 def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
     """Log kopf in exactly where the ``kubernetes`` client goes (in-cluster or KUBECONFIG)."""
-    return connection_info(_configuration(memo))
+    return connection_info(configuration(memo))
 
 
 @kopf.on.startup()
@@ -84,7 +69,7 @@ def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
         operator_settings = memo.get("settings") or from_env(os.environ)
     except SettingsError as problem:
         raise kopf.PermanentError(str(problem)) from None
-    memo.runtime = Runtime(api=k8s.connect(_configuration(memo)), settings=operator_settings)
+    memo.runtime = Runtime(api=k8s.connect(configuration(memo)), settings=operator_settings)
 
 
 @kopf.on.cleanup()
@@ -94,48 +79,19 @@ def stop(memo: kopf.Memo, **_: Any) -> None:
         runtime.api.close()
 
 
-async def _wait(wake: asyncio.Event, timeout: float) -> None:
-    """Until a pod event wakes this loop, or ``timeout`` seconds pass."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(wake.wait(), timeout)
-
-
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=5.0)
 async def experiment_loop(
     namespace: str | None, name: str, memo: Any, logger: kopf.Logger, **_: Any
 ) -> None:
-    """The experiment's reconcile loop; exits when nothing is left to watch.
+    """The experiment's reconcile loop, reachable by its pods' events while it runs.
 
-    kopf cancels it when the Experiment is deleted or the operator stops; a reconcile
-    already running in its thread finishes harmlessly (every action is idempotent).
+    kopf cancels it when the Experiment is deleted or the operator stops.
     """
     runtime: Runtime = memo.runtime
-    namespace = namespace or ""
-    key = (namespace, name)
-    wake = asyncio.Event()
-    runtime.wakeups[key] = wake
-    progress = Progress()
-    backoff = RETRY_SECONDS[0]
+    key = (namespace or "", name)
+    wake = runtime.wakeups[key] = asyncio.Event()
     try:
-        while True:
-            wake.clear()
-            try:
-                step = await asyncio.to_thread(
-                    reconcile, runtime.api, runtime.settings, namespace, name, progress
-                )
-            except k8s.RETRYABLE as problem:
-                logger.warning(f"reconcile failed, retrying in {backoff:.1f}s: {problem}")
-                await _wait(wake, backoff)
-                backoff = min(backoff * 2, RETRY_SECONDS[1])
-                continue
-            backoff = RETRY_SECONDS[0]
-            if step.done:
-                return
-            timeout = RESYNC_SECONDS if step.requeue_after is None else step.requeue_after
-            await _wait(wake, min(timeout, RESYNC_SECONDS))
-            if wake.is_set():
-                # Pods change in bursts (a gang starting, a node lost): one look for all.
-                await asyncio.sleep(DEBOUNCE_SECONDS)
+        await loop(runtime.api, runtime.settings, key[0], name, wake, logger.warning)
     finally:
         if runtime.wakeups.get(key) is wake:
             del runtime.wakeups[key]

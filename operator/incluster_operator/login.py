@@ -1,4 +1,4 @@
-"""kopf's credentials, taken from a ``kubernetes`` client configuration.
+"""Where the operator logs in: one ``kubernetes`` configuration, and kopf's credentials from it.
 
 Why apart from the handlers: importing ``handlers`` registers them in kopf's default
 registry, while tests and the dev cluster log their own registries in the same way; this
@@ -9,6 +9,15 @@ from __future__ import annotations
 
 import kopf
 from kubernetes import client as k8s_client
+
+from incluster_operator import k8s
+
+
+def configuration(memo: kopf.Memo) -> k8s_client.Configuration:
+    """The embedding caller's ``memo.configuration`` (tests, the dev cluster), else
+    in-cluster credentials or ``KUBECONFIG`` (``k8s.load_configuration``)."""
+    configured = memo.get("configuration")
+    return configured if configured is not None else k8s.load_configuration()
 
 
 def connection_info(

@@ -1,20 +1,30 @@
-"""One reconcile round of one Experiment: read, decide, act. Synchronous, no kopf.
+"""One Experiment's reconcile: a round (read, decide, act) and the loop of rounds. No kopf.
 
 Why apart from the kopf handlers: the round is the operator's whole I/O path (every
 call goes through ``k8s`` and ``tokens``; every rule comes from ``desired`` and
-``status``), and it needs nothing from kopf but a place to run. The handlers call it in
-a worker thread (the ``kubernetes`` client blocks) and turn its ``Step`` into a wait.
+``status``), and the loop only needs to be woken and cancelled, which kopf does from
+``handlers``. Rounds run in a worker thread: the ``kubernetes`` client blocks.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 from incluster_operator import k8s, status, tokens
 from incluster_operator.desired import admit, meta_of
 from incluster_operator.settings import Settings
+
+#: Look again at least this often even without events (a safety net for lost events).
+RESYNC_SECONDS: Final = 60.0
+#: After a pod event, wait this long for more before looking (bursts become one look).
+DEBOUNCE_SECONDS: Final = 0.05
+#: Backoff after a failed API call: doubles from the first value up to the second.
+RETRY_SECONDS: Final = (0.2, 30.0)
 
 
 @dataclass(frozen=True)
@@ -103,3 +113,43 @@ def reconcile(
         return Step(done=False, requeue_after=0.0)
     over = decision.status.phase in status.FINISHED and decision.requeue_after is None
     return Step(done=over or decision.delete_experiment, requeue_after=decision.requeue_after)
+
+
+async def _wait(wake: asyncio.Event, timeout: float) -> None:
+    """Until a pod event wakes this loop, or ``timeout`` seconds pass."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(wake.wait(), timeout)
+
+
+async def loop(
+    api: k8s.Api,
+    settings: Settings,
+    namespace: str,
+    name: str,
+    wake: asyncio.Event,
+    warn: Callable[[str], None],
+) -> None:
+    """Reconcile until nothing is left to watch; ``wake`` (set on pod events) looks sooner.
+
+    Cancelling it (kopf does when the Experiment is deleted or the operator stops) lets
+    a round already running in its thread finish harmlessly: every action is idempotent.
+    """
+    progress = Progress()
+    backoff = RETRY_SECONDS[0]
+    while True:
+        wake.clear()
+        try:
+            step = await asyncio.to_thread(reconcile, api, settings, namespace, name, progress)
+        except k8s.RETRYABLE as problem:
+            warn(f"reconcile failed, retrying in {backoff:.1f}s: {problem}")
+            await _wait(wake, backoff)
+            backoff = min(backoff * 2, RETRY_SECONDS[1])
+            continue
+        backoff = RETRY_SECONDS[0]
+        if step.done:
+            return
+        timeout = RESYNC_SECONDS if step.requeue_after is None else step.requeue_after
+        await _wait(wake, min(timeout, RESYNC_SECONDS))
+        if wake.is_set():
+            # Pods change in bursts (a gang starting, a node lost): one look for all.
+            await asyncio.sleep(DEBOUNCE_SECONDS)

@@ -10,8 +10,9 @@ every token bound to it), and projected into the context directory as a file bes
 cluster CA (``with_token_sources`` adds them to the pod's projected context volume): never
 an env var, which would leak into ``kubectl describe``, crash reports and child processes.
 
-Everything here returns new dicts in Kubernetes' JSON shape; the handlers create them
-(owner references included) and ``incluster_operator.tokens`` fills the Secret.
+Everything here returns new dicts in Kubernetes' JSON shape; ``desired`` adds the owner
+references, the reconcile round creates them and ``incluster_operator.tokens`` fills the
+Secret.
 """
 
 from __future__ import annotations

@@ -103,23 +103,13 @@ class Cluster:
         if self.server is not None:
             return kopf.ConnectionInfo(server=self.server.url, default_namespace=self.namespace)
         import kubernetes
+        from incluster_operator.login import connection_info
 
         config = kubernetes.client.Configuration()
         kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
             config_file=str(self.kubeconfig), client_configuration=config
         )
-        token: str = (config.api_key or {}).get("authorization", "")
-        scheme, _sep, value = token.partition(" ")
-        return kopf.ConnectionInfo(
-            server=config.host,
-            ca_path=config.ssl_ca_cert,
-            insecure=not config.verify_ssl,
-            certificate_path=config.cert_file,
-            private_key_path=config.key_file,
-            scheme=scheme or None,
-            token=value or None,
-            default_namespace=self.namespace,
-        )
+        return connection_info(config, default_namespace=self.namespace)
 
 
 def wait_for(

@@ -1,11 +1,11 @@
 """Every Kubernetes API call the operator makes, with the official (synchronous) client.
 
-Why one module: the handlers stay a thin loop around pure decisions, the request pattern
-(how many writes an experiment costs) is visible in one place, and every failure mode of
-the API is translated here into three outcomes the handlers understand: done, retry
-later (any ``ApiException`` or connection error that is not listed below), or a
-permanent problem (``ChildConflict``, ``Rejected``) that becomes a ``Failed`` status
-instead of a retry loop.
+Why one module: the reconcile round stays a thin loop around pure decisions, the request
+pattern (how many writes an experiment costs) is visible in one place, and every failure
+mode of the API is translated here into three outcomes the reconcile round understands:
+done, retry later (``RETRYABLE``: any ``ApiException`` or connection error not listed
+below), or a permanent problem (``ChildConflict``, ``Rejected``) that becomes a ``Failed``
+status instead of a retry loop.
 
 Reads ask for the raw JSON (``_preload_content=False``): the client's model classes
 cost about a millisecond per pod to build and the rules in ``status.py`` want plain
@@ -21,15 +21,17 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, cast
+from datetime import datetime
+from typing import Any, Final, cast
 
+import urllib3
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
 from incluster_operator.api import names
 from incluster_operator.api.models import API_VERSION, GROUP, KIND, PLURAL, VERSION
+from incluster_operator.api.times import format_time
 from incluster_operator.render.context import ExperimentMeta
 from incluster_operator.status import Decision, Event
 
@@ -37,10 +39,12 @@ logger = logging.getLogger(__name__)
 
 #: Written into every Event's ``source``/``reportingComponent``.
 COMPONENT = "incluster-operator"
-#: Connections kept open to the API server; the handlers run in a small thread pool.
+#: Connections kept open to the API server; reconcile rounds run in a small thread pool.
 POOL_SIZE = 16
 #: Pod creates in flight per experiment.
 CREATE_CONCURRENCY = 8
+#: Errors worth retrying: the API answered with an error, or could not be reached.
+RETRYABLE: Final = (ApiException, urllib3.exceptions.HTTPError, OSError)
 
 
 class ChildConflict(Exception):
@@ -285,7 +289,7 @@ def post_event(api: Api, meta: ExperimentMeta, event: Event, now: datetime) -> N
 
     Best effort: a lost Event must not undo or repeat the transition it reports.
     """
-    stamp = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    stamp = format_time(now)
     body = {
         "apiVersion": "v1",
         "kind": "Event",

@@ -102,7 +102,7 @@ class VolumeSource:
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything the render layer and the handlers need to know about the installation."""
+    """Everything the render layer and the reconcile loop need to know about the installation."""
 
     #: None watches every namespace.
     namespaces: tuple[str, ...] | None = None

@@ -1,11 +1,12 @@
 """Pods -> the Experiment's status, plus what to do about it. Pure: no I/O, no clock.
 
-The handlers list the experiment's pods, call ``reconcile()`` with the previous status
-and the current time, then execute the returned ``Decision``: create the missing pods,
-delete the listed ones, patch the status, post the events, delete the Experiment when its
-TTL has expired and look again after ``requeue_after`` seconds. Keeping every rule here
+The reconcile round (``incluster_operator.reconcile``) lists the experiment's pods, calls
+``reconcile()`` with the previous status and the current time, then executes the returned
+``Decision``: create the missing pods, delete the listed ones, patch the status, post the
+events, delete the Experiment when its TTL has expired and look again after
+``requeue_after`` seconds. Keeping every rule here
 (success policy, backoff, deadline, cleanup, TTL) makes them testable without a cluster,
-and the handlers stay a thin loop around API calls.
+and the reconcile round stays a thin loop around API calls.
 
 Idempotence: the same inputs give the same decision, and a decision executed twice does
 no harm. A failed pod is counted once: its uid is remembered in ``status.retriedPods``
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import pydantic
@@ -30,6 +31,7 @@ from incluster_operator.api.models import (
     Phase,
     ReplicaStatus,
 )
+from incluster_operator.api.times import format_time, parse_time
 from incluster_operator.api.validation import InvalidSpec
 from incluster_operator.render.context import ExperimentMeta, outputs_path
 from incluster_operator.settings import Settings
@@ -118,7 +120,7 @@ class Event:
 
 @dataclass(frozen=True)
 class Decision:
-    """What the handlers must do now; every field is data, executed in this order."""
+    """What the reconcile round must do now; every field is data, executed in this order."""
 
     status: ExperimentStatus
     #: Replicas (type, index) whose pod to create: render_pod(plan, type, index).
@@ -136,22 +138,6 @@ class Decision:
         return self.status.model_dump(
             mode="json", by_alias=True, exclude_none=True, exclude={"tracking"}
         )
-
-
-def format_time(moment: datetime) -> str:
-    """RFC 3339 in UTC with a Z, as Kubernetes writes times."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_time(value: str | None) -> datetime | None:
-    """Inverse of ``format_time``; None for absent or unparseable values."""
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def previous_status(previous: Mapping[str, Any] | None) -> ExperimentStatus:
@@ -515,10 +501,33 @@ def invalid(
     return Decision(status=status, events=events)
 
 
+def blocked(
+    previous: Mapping[str, Any] | None, reason: str, message: str, now: datetime
+) -> Decision:
+    """``Failed`` for a problem found while creating children (a name taken, a rejected pod).
+
+    Like ``invalid`` it is idempotent: the same problem keeps its transition time and
+    posts no second event.
+    """
+    prev = previous_status(previous)
+    same = any(c.type == "Failed" and c.message == message for c in prev.conditions)
+    conditions = set_condition(prev.conditions, "Failed", True, reason, message, now)
+    finished = prev.model_copy(
+        update={
+            "phase": "Failed",
+            "conditions": conditions,
+            "completion_time": prev.completion_time or format_time(now),
+        }
+    )
+    events = () if same else (Event("Warning", reason, message),)
+    return Decision(status=finished, events=events)
+
+
 __all__ = [
     "Decision",
     "Event",
     "ObservedPod",
+    "blocked",
     "invalid",
     "observe",
     "reconcile",

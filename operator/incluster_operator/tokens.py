@@ -7,8 +7,9 @@ keeps the current token in that same Secret, which the pods mount as a file; ref
 means minting a new token and patching the Secret, and the kubelet swaps the mounted file
 atomically (the SDK client re-reads it when its mtime changes).
 
-The I/O functions take a ``kubernetes`` ``ApiClient`` so the handlers can call them from
-a kopf timer with the operator's own client; ``refresh_at``/``refresh_due`` are pure.
+The I/O functions take a ``kubernetes`` ``ApiClient`` so the reconcile round and the
+kopf token timer call them with the operator's own client; ``refresh_at``/``refresh_due``
+are pure.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any, Final
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
+from incluster_operator.api.times import parse_time
 from incluster_operator.render import access
 
 #: Refresh once this fraction of the token's lifetime has passed...
@@ -55,16 +57,6 @@ def refresh_due(state: TokenState | None, now: datetime) -> bool:
     return moment is None or now >= moment
 
 
-def _parse_time(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 def state_of(secret: Any) -> TokenState | None:
     """The token state recorded on a Secret (a ``V1Secret``); None when no token is stored.
 
@@ -72,30 +64,35 @@ def state_of(secret: Any) -> TokenState | None:
     """
     data = secret.data or {}
     annotations = secret.metadata.annotations or {}
-    issued = _parse_time(annotations.get(access.ANNOTATION_ISSUED_AT))
-    expires = _parse_time(annotations.get(access.ANNOTATION_EXPIRES_AT))
+    issued = parse_time(annotations.get(access.ANNOTATION_ISSUED_AT))
+    expires = parse_time(annotations.get(access.ANNOTATION_EXPIRES_AT))
     if access.SECRET_KEY_TOKEN not in data or issued is None or expires is None:
         return None
     return TokenState(issued_at=issued, expires_at=expires)
 
 
-def read_state(api: k8s.ApiClient, namespace: str, experiment: str) -> TokenState | None:
-    """The stored token's state; None when the Secret holds none or does not exist."""
+def _read_secret(api: k8s.ApiClient, namespace: str, experiment: str) -> Any | None:
+    """The experiment's token Secret (a ``V1Secret``); None once it is gone (revoked)."""
     names = access.access_names(experiment)
     try:
-        secret = k8s.CoreV1Api(api).read_namespaced_secret(names.secret, namespace)
+        return k8s.CoreV1Api(api).read_namespaced_secret(names.secret, namespace)
     except ApiException as exc:
         if exc.status == 404:
             return None
         raise
-    return state_of(secret)
+
+
+def read_state(api: k8s.ApiClient, namespace: str, experiment: str) -> TokenState | None:
+    """The stored token's state; None when the Secret holds none or does not exist."""
+    secret = _read_secret(api, namespace, experiment)
+    return None if secret is None else state_of(secret)
 
 
 def mint(api: k8s.ApiClient, namespace: str, experiment: str, ttl_seconds: int) -> TokenState:
     """Mint a token for the experiment's ServiceAccount, bound to its Secret, and store it.
 
-    The ServiceAccount and the Secret must exist (the handlers create the access objects
-    first). Issue and expiry times are the API server's (the expiry it granted minus the
+    The ServiceAccount and the Secret must exist (the reconcile round creates the access
+    objects first). Issue and expiry times are the API server's (the expiry it granted minus the
     duration it granted), so the refresh schedule follows the clock that enforces expiry.
     """
     core = k8s.CoreV1Api(api)
@@ -151,13 +148,9 @@ def refresh_if_due(
     plenty); it costs one GET when nothing is due.
     """
     moment = now or datetime.now(UTC)
-    names = access.access_names(experiment)
-    try:
-        secret = k8s.CoreV1Api(api).read_namespaced_secret(names.secret, namespace)
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
+    secret = _read_secret(api, namespace, experiment)
+    if secret is None:
+        return None
     state = state_of(secret)
     if state is not None and not refresh_due(state, moment):
         return state

@@ -306,6 +306,23 @@ def test_an_invalid_spec_fails_with_a_condition_and_creates_nothing():
     assert again.status == got.status
 
 
+def test_a_blocked_child_fails_once_and_keeps_its_first_completion_time():
+    """A name taken or a pod rejected: Failed with one event, idempotent like ``invalid``."""
+    running = {"phase": "Running", "startTime": "2026-01-01T11:00:00Z"}
+    got = st.blocked(running, "ChildConflict", "service team/xp exists and is not ours", NOW)
+    assert got.status.phase == "Failed"
+    assert got.create == got.delete == ()
+    assert conditions(got)["Failed"].reason == "ChildConflict"
+    assert [(e.type, e.reason) for e in got.events] == [("Warning", "ChildConflict")]
+    patch = got.status_patch()
+    assert patch["completionTime"] == "2026-01-01T12:00:00Z"
+    assert patch["startTime"] == "2026-01-01T11:00:00Z"
+    later = NOW + timedelta(minutes=5)
+    again = st.blocked(patch, "ChildConflict", "service team/xp exists and is not ours", later)
+    assert again.events == ()
+    assert again.status == got.status
+
+
 def test_pods_without_replica_labels_are_ignored():
     assert st.observe({"metadata": {"name": "other", "labels": {}}}) is None
     bad_index = pod("worker", 0)

@@ -1,6 +1,6 @@
-"""Property test: any spec given to the handler's pure entry gives children or a clean Failed.
+"""Property test: any spec given to the operator's pure entry gives children or a clean Failed.
 
-``handlers.admit`` is what the reconcile loop calls before touching the API, so the
+``desired.admit`` is what the reconcile loop calls before touching the API, so the
 guarantees of "bad input" live here: it never raises, a rejected spec yields phase
 Failed with an InvalidSpec condition that names a field, and nothing is created. Run
 without an API server to stay fast.
@@ -14,7 +14,7 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as hs
-from incluster_operator import handlers, status
+from incluster_operator import desired, status
 from incluster_operator.api import names
 from incluster_operator.settings import Settings, VolumeSource
 
@@ -148,8 +148,8 @@ def body(spec: Any, name: str = "exp") -> dict[str, Any]:
     }
 
 
-def check(admitted: handlers.Desired | status.Decision, name: str) -> None:
-    """The handler's contract for one spec."""
+def check(admitted: desired.Desired | status.Decision, name: str) -> None:
+    """The pure entry's contract for one spec."""
     if isinstance(admitted, status.Decision):
         assert admitted.create == ()
         assert admitted.delete == ()
@@ -177,15 +177,15 @@ def check(admitted: handlers.Desired | status.Decision, name: str) -> None:
 
 
 def test_the_valid_spec_is_admitted() -> None:
-    admitted = handlers.admit(body(VALID), SETTINGS, NOW)
-    assert isinstance(admitted, handlers.Desired)
+    admitted = desired.admit(body(VALID), SETTINGS, NOW)
+    assert isinstance(admitted, desired.Desired)
     check(admitted, "exp")
 
 
 @settings(max_examples=150, deadline=None)
 @given(spec=hs.one_of(json_value, mutated, benign))
 def test_any_spec_is_admitted_or_failed_cleanly(spec: Any) -> None:
-    check(handlers.admit(body(spec), SETTINGS, NOW), "exp")
+    check(desired.admit(body(spec), SETTINGS, NOW), "exp")
 
 
 @settings(max_examples=60, deadline=None)
@@ -193,12 +193,12 @@ def test_any_spec_is_admitted_or_failed_cleanly(spec: Any) -> None:
     name=hs.one_of(hs.text(max_size=70), hs.from_regex(r"[a-z][a-z0-9-]{40,62}", fullmatch=True))
 )
 def test_any_name_is_admitted_or_failed_cleanly(name: str) -> None:
-    check(handlers.admit(body(VALID, name), SETTINGS, NOW), name)
+    check(desired.admit(body(VALID, name), SETTINGS, NOW), name)
 
 
 def test_an_invalid_spec_names_the_field_and_the_fix() -> None:
     spec = _set(VALID, ("replicas", "worker", "replicas"), 0)
-    decision = handlers.admit(body(spec), SETTINGS, NOW)
+    decision = desired.admit(body(spec), SETTINGS, NOW)
     assert isinstance(decision, status.Decision)
     condition = next(c for c in decision.status.conditions if c.type == "InvalidSpec")
     assert condition.message.startswith("spec.replicas.worker.replicas")
@@ -208,10 +208,10 @@ def test_an_invalid_spec_names_the_field_and_the_fix() -> None:
 def test_the_same_invalid_spec_twice_writes_nothing_new() -> None:
     """Idempotence is what keeps an invalid Experiment out of a retry loop."""
     spec = {"project": "demo", "replicas": {}}
-    first = handlers.admit(body(spec), SETTINGS, NOW)
+    first = desired.admit(body(spec), SETTINGS, NOW)
     assert isinstance(first, status.Decision)
     again_body = body(spec) | {"status": first.status_patch()}
-    second = handlers.admit(again_body, SETTINGS, NOW.replace(hour=5))
+    second = desired.admit(again_body, SETTINGS, NOW.replace(hour=5))
     assert isinstance(second, status.Decision)
     assert second.status_patch() == first.status_patch()
     assert second.events == ()

@@ -4,7 +4,7 @@ An invalid Experiment must produce no pods at all, and its owner must learn from
 ``kubectl get xp -o yaml`` what to change. So every check the render layer relies on
 happens here, up front, and every problem becomes one ``InvalidSpec`` whose message
 names the field path (``spec.replicas.worker.replicas``) and the fix. Nothing else may
-escape: the handlers turn ``InvalidSpec`` into a ``Failed`` status and stop.
+escape: ``desired.admit`` turns ``InvalidSpec`` into a ``Failed`` status and stops.
 """
 
 from __future__ import annotations

@@ -11,6 +11,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from incluster_operator.api.times import format_time
+
 Phase = Literal["Pending", "Running", "Succeeded", "Failed"]
 
 
@@ -72,7 +74,7 @@ class PodState:
 def _time(ts: float | None) -> str | None:
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return format_time(datetime.fromtimestamp(ts, UTC))
 
 
 def container_status(c: ContainerState, image: str = "") -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """Pure rendering: a validated spec + settings -> the Service, ConfigMap and pods.
 
 No I/O, no kopf, no Kubernetes client (import-linter enforces it), and deterministic:
-the same input renders byte-identical objects, so the handlers can create them
+the same input renders byte-identical objects, so the reconcile round can create them
 idempotently and compare what exists with what should.
 """
 

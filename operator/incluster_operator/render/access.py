@@ -10,8 +10,9 @@ every token bound to it), and projected into the context directory as a file bes
 cluster CA (``with_token_sources`` adds them to the pod's projected context volume): never
 an env var, which would leak into ``kubectl describe``, crash reports and child processes.
 
-Everything here returns new dicts in Kubernetes' JSON shape; the handlers create them
-(owner references included) and ``incluster_operator.tokens`` fills the Secret.
+Everything here returns new dicts in Kubernetes' JSON shape; ``desired`` adds the owner
+references, the reconcile round creates them and ``incluster_operator.tokens`` fills the
+Secret.
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ import copy
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final
 
 from incluster import contract
 
 from incluster_operator.api import names
+from incluster_operator.api.times import format_time
 
 GROUP: Final = contract.API_GROUP
 PLURAL: Final = contract.PLURAL
@@ -190,7 +192,7 @@ def access_objects(
 def _rfc3339(moment: datetime) -> str:
     if moment.tzinfo is None:
         raise ValueError(f"timestamp {moment!r} must be timezone-aware")
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return format_time(moment)
 
 
 def token_secret_patch(token: str, issued_at: datetime, expires_at: datetime) -> dict[str, Any]:

@@ -1,0 +1,155 @@
+"""One Experiment's reconcile: a round (read, decide, act) and the loop of rounds. No kopf.
+
+Why apart from the kopf handlers: the round is the operator's whole I/O path (every
+call goes through ``k8s`` and ``tokens``; every rule comes from ``desired`` and
+``status``), and the loop only needs to be woken and cancelled, which kopf does from
+``handlers``. Rounds run in a worker thread: the ``kubernetes`` client blocks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from incluster_operator import k8s, status, tokens
+from incluster_operator.desired import admit, meta_of
+from incluster_operator.settings import Settings
+
+#: Look again at least this often even without events (a safety net for lost events).
+RESYNC_SECONDS: Final = 60.0
+#: After a pod event, wait this long for more before looking (bursts become one look).
+DEBOUNCE_SECONDS: Final = 0.05
+#: Backoff after a failed API call: doubles from the first value up to the second.
+RETRY_SECONDS: Final = (0.2, 30.0)
+
+
+@dataclass(frozen=True)
+class Step:
+    """The outcome of one reconcile: stop looping, or when to look again."""
+
+    done: bool
+    requeue_after: float | None = None
+
+
+@dataclass
+class Progress:
+    """What one experiment's loop has achieved; survives failed rounds, not restarts."""
+
+    #: Service, ConfigMap and access objects exist and the token is minted.
+    children: bool = False
+    #: The pods of the first round were created (see ``reconcile``).
+    first_pods: bool = False
+
+
+def _no_pod(task_type: str, index: int) -> dict[str, Any]:
+    raise AssertionError(f"no pod may be created for {task_type}-{index} of a failed experiment")
+
+
+def reconcile(
+    api: k8s.Api, settings: Settings, namespace: str, name: str, progress: Progress
+) -> Step:
+    """Read the experiment and its pods, decide (``status``), act (``k8s``).
+
+    Children other than pods are ensured once per loop (``progress``): after a restart
+    the new loop adopts them; pods are compared with the desired set on every call.
+    Raises ``k8s.RETRYABLE`` errors for the caller to retry with a backoff.
+    """
+    body = k8s.read_experiment(api, namespace, name)
+    if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
+        return Step(done=True)
+    now = datetime.now(UTC)
+    meta = meta_of(body)
+    current = body.get("status")
+    admitted = admit(body, settings, now)
+    if isinstance(admitted, status.Decision):
+        k8s.apply(api, meta, admitted, current, (), _no_pod, now)
+        return Step(done=True)
+    finished = (current or {}).get("phase") in status.FINISHED
+    try:
+        if not progress.children and not finished:
+            for child in admitted.children:
+                k8s.ensure(api, child, meta.uid)
+            # Before any pod: the pods mount the token, and it is minted only if missing.
+            tokens.refresh_if_due(api.client, namespace, name, settings.token_ttl_seconds)
+        progress.children = True
+        pods = k8s.list_pods(api, meta)
+        decision = status.reconcile(
+            admitted.spec,
+            meta,
+            pods,
+            current,
+            now,
+            settings,
+            (body.get("metadata") or {}).get("generation"),
+        )
+        if decision.create and not decision.delete and not progress.first_pods:
+            # The first round creates the pods; the status it computed predates them.
+            # Writing it would be overwritten at once, so look again first: one status
+            # write (and one event) fewer per experiment.
+            k8s.apply_pods(api, meta, decision, pods, admitted.render)
+            progress.first_pods = True
+            return Step(done=False, requeue_after=0.0)
+        progress.first_pods = True
+        if decision.status.phase in status.FINISHED and not finished:
+            # Revoke first: should the status write fail, the next round revokes again.
+            tokens.revoke(api.client, namespace, name)
+        k8s.apply(api, meta, decision, current, pods, admitted.render, now)
+        if decision.create:
+            # Pod events skip ADDED (see handlers.pod_event): count the new pods now.
+            return Step(done=False, requeue_after=0.0)
+    except (k8s.ChildConflict, k8s.Rejected) as problem:
+        reason = "ChildConflict" if isinstance(problem, k8s.ChildConflict) else "PodRejected"
+        if isinstance(problem, k8s.Rejected) or problem.kind == "Pod":
+            # The access objects exist and are ours (they come before any pod).
+            tokens.revoke(api.client, namespace, name)
+        failed = status.blocked(current, reason, str(problem), now)
+        k8s.apply(api, meta, failed, current, (), _no_pod, now)
+        # Look once more: the finished status now applies cleanPodPolicy to created pods.
+        progress.children = True
+        return Step(done=False, requeue_after=0.0)
+    over = decision.status.phase in status.FINISHED and decision.requeue_after is None
+    return Step(done=over or decision.delete_experiment, requeue_after=decision.requeue_after)
+
+
+async def _wait(wake: asyncio.Event, timeout: float) -> None:
+    """Until a pod event wakes this loop, or ``timeout`` seconds pass."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(wake.wait(), timeout)
+
+
+async def loop(
+    api: k8s.Api,
+    settings: Settings,
+    namespace: str,
+    name: str,
+    wake: asyncio.Event,
+    warn: Callable[[str], None],
+) -> None:
+    """Reconcile until nothing is left to watch; ``wake`` (set on pod events) looks sooner.
+
+    Cancelling it (kopf does when the Experiment is deleted or the operator stops) lets
+    a round already running in its thread finish harmlessly: every action is idempotent.
+    """
+    progress = Progress()
+    backoff = RETRY_SECONDS[0]
+    while True:
+        wake.clear()
+        try:
+            step = await asyncio.to_thread(reconcile, api, settings, namespace, name, progress)
+        except k8s.RETRYABLE as problem:
+            warn(f"reconcile failed, retrying in {backoff:.1f}s: {problem}")
+            await _wait(wake, backoff)
+            backoff = min(backoff * 2, RETRY_SECONDS[1])
+            continue
+        backoff = RETRY_SECONDS[0]
+        if step.done:
+            return
+        timeout = RESYNC_SECONDS if step.requeue_after is None else step.requeue_after
+        await _wait(wake, min(timeout, RESYNC_SECONDS))
+        if wake.is_set():
+            # Pods change in bursts (a gang starting, a node lost): one look for all.
+            await asyncio.sleep(DEBOUNCE_SECONDS)

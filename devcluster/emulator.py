@@ -28,13 +28,12 @@ import attrs
 import kmock
 from kmock._internal import dsl, rendering
 
-from devcluster import discovery, patching, selectors
+from devcluster import discovery, patching, selectors, tables
 from devcluster.discovery import CRD_RESOURCE, ResKey
 from devcluster.protocol import (
     Access,
     IssuedToken,
     ParsedPath,
-    age,
     api_error,
     kmock_action,
     now,
@@ -108,6 +107,9 @@ class Emulator(kmock.KubernetesEmulator):
     )
     _refs: dict[ResKey, kmock.resource] = attrs.field(factory=dict, init=False)
     _infos: dict[ResKey, kmock.ResourceInfo] = attrs.field(factory=dict, init=False)
+    _columns: dict[ResKey, tuple[tables.Column, ...]] = attrs.field(
+        factory=lambda: dict(tables.BUILTIN_COLUMNS), init=False
+    )
     _gc_queue: asyncio.Queue[str] = attrs.field(factory=asyncio.Queue, init=False)
     _gc_task: asyncio.Task[None] | None = attrs.field(default=None, init=False)
     _served: int = attrs.field(default=0, init=False)
@@ -348,9 +350,10 @@ class Emulator(kmock.KubernetesEmulator):
         if method == "GET" and params.get("watch") in ("true", "1"):
             return await self._watch(request, raw, key, info, parsed)
         if method == "GET" and name is None:
-            return self._json(self._list(key, info, parsed.namespace, params), raw)
+            return self._json(key, self._list(key, info, parsed.namespace, params), raw)
         if method == "GET" and name is not None:
-            return self._json(self._fetch(key, info, parsed.namespace, name), raw, single=True)
+            obj = self._fetch(key, info, parsed.namespace, name)
+            return self._json(key, obj, raw, single=True)
         if method == "POST" and name is None:
             obj = self._create(key, info, parsed.namespace, request.data, params)
             return aiohttp.web.json_response(obj, status=201)
@@ -428,37 +431,31 @@ class Emulator(kmock.KubernetesEmulator):
         raise api_error(404, "NotFound", f"the server could not find the requested resource {path}")
 
     def _json(
-        self, payload: dict[str, Any], raw: aiohttp.web.BaseRequest, *, single: bool = False
+        self,
+        key: ResKey,
+        payload: dict[str, Any],
+        raw: aiohttp.web.BaseRequest,
+        *,
+        single: bool = False,
     ) -> aiohttp.web.Response:
-        """JSON, or a meta.k8s.io Table when kubectl asks for one (`kubectl get`)."""
+        """JSON, or a meta.k8s.io Table when kubectl asks for one (`kubectl get`).
+
+        The columns are the kind's own (a CRD's additionalPrinterColumns, the pod printer),
+        as kube-apiserver serves them, so `kubectl get` looks as it does on a cluster.
+        """
         if "as=Table" not in raw.headers.get("Accept", ""):
             return aiohttp.web.json_response(payload)
         items = [payload] if single else payload["items"]
-        table = {
-            "kind": "Table",
-            "apiVersion": "meta.k8s.io/v1",
-            "metadata": {"resourceVersion": str(self._rv)},
-            "columnDefinitions": [
-                {
-                    "name": "Name",
-                    "type": "string",
-                    "format": "name",
-                    "description": "",
-                    "priority": 0,
-                },
-                {"name": "Age", "type": "string", "format": "", "description": "", "priority": 0},
-            ],
-            "rows": [
-                {
-                    "cells": [
-                        item["metadata"]["name"],
-                        age(item["metadata"].get("creationTimestamp")),
-                    ],
-                    "object": item,
-                }
-                for item in items
-            ],
-        }
+        rv = payload["metadata"]["resourceVersion"] if single else str(self._rv)
+        try:
+            table = tables.table(
+                items,
+                self._columns.get(key, tables.DEFAULT_COLUMNS),
+                rv,
+                include_object=raw.query.get("includeObject", "Metadata"),
+            )
+        except ValueError as e:
+            raise api_error(400, "BadRequest", str(e)) from e
         return aiohttp.web.json_response(table)
 
     # -- reads -----------------------------------------------------------------------------------
@@ -673,11 +670,16 @@ class Emulator(kmock.KubernetesEmulator):
     def _register_crd(self, crd: dict[str, Any]) -> dict[str, Any]:
         try:
             resources = discovery.crd_resources(crd)
+            columns = tables.crd_columns(crd)
         except ValueError as e:
             raise api_error(422, "Invalid", f"CustomResourceDefinition: {e}") from e
         for key, info in resources.items():
             self._resources[self._ref(key)] = info
             self._infos[key] = info
+        for key in list(self._columns):
+            if key[::2] == (crd["spec"]["group"], crd["spec"]["names"]["plural"]):
+                del self._columns[key]  # a version no longer served keeps no stale columns
+        self._columns.update(columns)
         names = crd["spec"]["names"]
         crd["status"] = {
             "acceptedNames": names,
@@ -712,6 +714,7 @@ class Emulator(kmock.KubernetesEmulator):
                 watcher.queue.put_nowait(None)
             ref = self._ref(key)
             self._infos.pop(key, None)
+            self._columns.pop(key, None)
             if ref in self._resources:
                 del self._resources[ref]
 

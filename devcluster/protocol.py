@@ -39,17 +39,6 @@ def timestamp(moment: datetime.datetime | None = None) -> str:
     return (moment or now()).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def age(timestamp: str | None) -> str:
-    if not timestamp:
-        return "<unknown>"
-    born = datetime.datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
-    seconds = int((now() - born).total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size * 2:
-            return f"{seconds // size}{unit}"
-    return f"{max(seconds, 0)}s"
-
-
 def api_error(code: int, reason: str, message: str, **details: Any) -> kmock.KubernetesError:
     return kmock.KubernetesError(status=code, reason=reason, message=message, details=details or {})
 

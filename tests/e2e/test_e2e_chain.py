@@ -95,6 +95,10 @@ def test_distributed_example_succeeds_with_every_replica_seeing_its_peers(
     assert counts == {"master": 1, "worker": 2, "ps": 1}
     phase = stack.kubectl("get", "xp", name, "-n", namespace, "-o", "jsonpath={.status.phase}")
     assert phase == "Succeeded"
+    # `kubectl get xp` prints the CRD's printer columns, as on a real cluster.
+    header, row = stack.kubectl("get", "xp", name, "-n", namespace).splitlines()
+    assert header.split() == ["NAME", "PROJECT", "PHASE", "READY", "METRIC", "AGE"]
+    assert row[header.index("PHASE") :].split()[0] == "Succeeded"
     if not isinstance(stack, DevStack):
         return
     # Each replica read its own identity and the same four distinct peers.

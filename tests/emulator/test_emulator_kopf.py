@@ -3,15 +3,29 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import kmock
 import kopf
 import kubernetes
+import pytest
 from emulator_crd import GROUP, PLURAL, VERSION, widget
 from kopf.testing import KopfRunner
 
 from devcluster.testing import Cluster, wait_for
+
+
+@pytest.fixture(autouse=True)
+def default_registry() -> Iterator[None]:
+    """Put kopf's default registry back: `kopf run` (KopfRunner) makes the test's the default.
+
+    Left in place, the next operator in this worker (tests/operator_e2e runs the real one on
+    the default registry) would log in to this test's long-gone emulator.
+    """
+    previous = kopf.get_default_registry()
+    yield
+    kopf.set_default_registry(previous)
 
 
 def make_operator(cluster: Cluster, log: dict[str, list[str]]) -> kopf.OperatorRegistry:

@@ -40,7 +40,7 @@ def test_kubectl_round_trip_on_built_in_kinds(cluster: Cluster, tmp_path: Path) 
     listed = cluster.kubectl("get", "configmaps,pods", "-l", "app=demo", "-o", "name").stdout
     assert set(listed.split()) == {"configmap/settings", "pod/worker"}
     table = cluster.kubectl("get", "pods").stdout
-    assert table.split()[:2] == ["NAME", "AGE"]
+    assert table.split()[:5] == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
     assert "worker" in table
 
     as_yaml = yaml.safe_load(cluster.kubectl("get", "configmap", "settings", "-o", "yaml").stdout)

@@ -31,6 +31,7 @@ import yaml
 from incluster_operator.api.models import GROUP, PLURAL, VERSION
 
 from devcluster.kubeconfig import write_kubeconfig
+from devcluster.polling import poll
 from devcluster.server import ThreadedCluster
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,14 +44,7 @@ TEMPLATE = {"spec": {"containers": [{"name": "main", "image": "python:3.11-slim"
 
 
 def _wait(predicate: Callable[[], Any], what: str, timeout: float = TIMEOUT) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        time.sleep(0.02)
+    return poll(predicate, timeout, what)
 
 
 def _experiment(name: str, replicas: int) -> dict[str, Any]:

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from devcluster.polling import poll
+
 ROOT = Path(__file__).resolve().parent.parent
 CRD = ROOT / "crds" / "experiments.incluster.dev.yaml"
 EXAMPLE = ROOT / "examples" / "03-peers.yaml"
@@ -50,24 +52,9 @@ def operator_command() -> list[str]:
     ]  # fmt: skip
 
 
-def operator_available() -> bool:
-    """True once the kopf handlers exist (the module is more than a placeholder)."""
-    spec = importlib.util.find_spec("incluster_operator.handlers")
-    if spec is None or spec.origin is None:
-        return False
-    return "import kopf" in Path(spec.origin).read_text()
-
-
 def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.1) -> Any:
     """Poll ``predicate`` until truthy; StackError naming ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise StackError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(interval)
+    return poll(predicate, timeout, what, interval=interval, error=StackError)
 
 
 @dataclass
@@ -207,13 +194,6 @@ def _section(title: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
-    if not operator_available():
-        print(
-            "make demo: the operator's kopf handlers (incluster_operator.handlers) are not "
-            "merged yet; nothing to demonstrate",
-            file=sys.stderr,
-        )
-        return 2
     with tempfile.TemporaryDirectory(prefix="incluster-demo-") as tmp:
         stack = DevStack.at(Path(tmp))
         with stack:

@@ -12,7 +12,6 @@ import os
 import secrets
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from typing import Any, TypeVar
 
 from devcluster.emulator import Emulator
 from devcluster.kubeconfig import write_kubeconfig
+from devcluster.polling import poll
 from devcluster.server import ThreadedCluster
 
 REAL_CLUSTER_ENV = "INCLUSTER_TEST_KUBECONFIG"
@@ -116,14 +116,8 @@ def wait_for(
     predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.02, message: str = ""
 ) -> T:
     """Poll `predicate` until it returns something truthy; fail with `message` at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message or predicate}")
-        time.sleep(interval)
+    what = message or repr(predicate)
+    return poll(predicate, timeout, what, interval=interval, error=AssertionError)
 
 
 def _create_namespace(kubeconfig: Path, name: str) -> None:

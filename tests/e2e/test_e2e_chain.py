@@ -20,7 +20,7 @@ import yaml
 from incluster import read_events
 from incluster.tracking.events import Metric
 
-from devcluster.demo import EXAMPLE, DevStack, Stack, operator_available
+from devcluster.demo import EXAMPLE, DevStack, Stack
 from devcluster.testing import REAL_CLUSTER_ENV
 from tests.local.helpers import free_port
 
@@ -30,9 +30,6 @@ REPLICAS = ["master-0", "ps-0", "worker-0", "worker-1"]
 pytestmark = [
     pytest.mark.cluster,
     pytest.mark.slow,
-    pytest.mark.skipif(
-        not operator_available(), reason="the operator's kopf handlers are not merged yet"
-    ),
 ]
 
 

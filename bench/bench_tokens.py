@@ -27,35 +27,14 @@ from incluster import contract
 from incluster.client import Client
 from incluster.tracking import sync
 from incluster.tracking.run import Run
+from incluster_operator.api import crd
 
 CALLS = 60_000
 #: Scenarios alternate over rounds; the best rate per scenario is kept (a shared machine).
 ROUNDS = 3
 NAMESPACE = "default"
-CRD = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {"name": f"{contract.PLURAL}.{contract.API_GROUP}"},
-    "spec": {
-        "group": contract.API_GROUP,
-        "scope": "Namespaced",
-        "names": {"kind": "Experiment", "plural": contract.PLURAL, "singular": "experiment"},
-        "versions": [
-            {
-                "name": contract.API_VERSION,
-                "served": True,
-                "storage": True,
-                "subresources": {"status": {}},
-                "schema": {
-                    "openAPIV3Schema": {
-                        "type": "object",
-                        "x-kubernetes-preserve-unknown-fields": True,
-                    }
-                },
-            }
-        ],
-    },
-}
+#: The real CRD, from its single source (the API models).
+CRD = crd.definition()
 
 
 def _loop(run: Run) -> tuple[float, float]:

@@ -19,37 +19,11 @@ from typing import Any
 import pytest
 from incluster import contract
 from incluster_operator import tokens
+from incluster_operator.api import crd
 from incluster_operator.render import access
 
-EXPERIMENT_CRD: dict[str, Any] = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {"name": f"{contract.PLURAL}.{contract.API_GROUP}"},
-    "spec": {
-        "group": contract.API_GROUP,
-        "scope": "Namespaced",
-        "names": {
-            "kind": "Experiment",
-            "plural": contract.PLURAL,
-            "singular": "experiment",
-            "shortNames": ["xp"],
-        },
-        "versions": [
-            {
-                "name": contract.API_VERSION,
-                "served": True,
-                "storage": True,
-                "subresources": {"status": {}},
-                "schema": {
-                    "openAPIV3Schema": {
-                        "type": "object",
-                        "x-kubernetes-preserve-unknown-fields": True,
-                    }
-                },
-            }
-        ],
-    },
-}
+#: The real CRD, from its single source (the API models).
+EXPERIMENT_CRD: dict[str, Any] = crd.definition()
 
 TTL = 3600
 

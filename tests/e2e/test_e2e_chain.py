@@ -88,8 +88,12 @@ def test_distributed_example_succeeds_with_every_replica_seeing_its_peers(
     xp = stack.experiment(name, namespace)
     status = xp["status"]
     assert condition(status, "Succeeded")["message"] == "master 0 succeeded"
-    counts = {t: s["succeeded"] for t, s in status["replicaStatuses"].items()}
-    assert counts == {"master": 1, "worker": 2, "ps": 1}
+    # The master decides; the others report "done" to it just before exiting, so when it
+    # succeeds they may still be exiting (then cleaned up): none may have failed.
+    replicas = status["replicaStatuses"]
+    assert set(replicas) == {"master", "worker", "ps"}
+    assert replicas["master"]["succeeded"] == 1
+    assert all(s.get("failed", 0) == 0 for s in replicas.values()), replicas
     phase = stack.kubectl("get", "xp", name, "-n", namespace, "-o", "jsonpath={.status.phase}")
     assert phase == "Succeeded"
     # `kubectl get xp` prints the CRD's printer columns, as on a real cluster.

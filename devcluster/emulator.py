@@ -28,7 +28,7 @@ import attrs
 import kmock
 from kmock._internal import dsl, rendering
 
-from devcluster import discovery, patching, selectors, tables
+from devcluster import authz, discovery, patching, selectors, tables
 from devcluster.discovery import CRD_RESOURCE, ResKey
 from devcluster.protocol import (
     Access,
@@ -200,6 +200,7 @@ class Emulator(kmock.KubernetesEmulator):
         try:
             request = await self._parse(raw)
             self._requests.append(request)
+            self._authorize(raw)
             try:
                 response = await self._react(request)
                 return response if response is not None else await self._serve(request, raw)
@@ -262,6 +263,62 @@ class Emulator(kmock.KubernetesEmulator):
             name=parsed.name if parsed else None,
             subresource=parsed.subresource if parsed else None,
         )
+
+    def _authorize(self, raw: aiohttp.web.BaseRequest) -> None:
+        """401/403 for a token this emulator minted; every other caller is let through."""
+        scheme, _, bearer = raw.headers.get("Authorization", "").partition(" ")
+        token = self.tokens.get(bearer.strip()) if scheme.lower() == "bearer" else None
+        if token is None:
+            return
+        bound = None
+        if token.bound_kind is not None:
+            plural = {"Secret": "secrets", "Pod": "pods"}[token.bound_kind]
+            bound = self._store.get(("", "v1", plural), {}).get(
+                (token.namespace, token.bound_name or "")
+            )
+        if authz.unauthenticated_reason(token, now(), bound) is not None:
+            raise api_error(401, "Unauthorized", "Unauthorized")
+        parsed = parse_path(raw.path)
+        if parsed is None or parsed.plural is None:
+            return  # discovery and non-resource paths: every authenticated user may read them
+        watch = raw.query.get("watch") in ("true", "1")
+        attributes = authz.Attributes(
+            rbac_verb(raw.method, parsed.name, watch),
+            parsed.group,
+            parsed.plural + (f"/{parsed.subresource}" if parsed.subresource else ""),
+            parsed.namespace,
+            parsed.name,
+        )
+        bindings = (
+            [
+                obj
+                for (ns, _), obj in self._store.get(
+                    (authz.RBAC_GROUP, "v1", "rolebindings"), {}
+                ).items()
+                if ns == parsed.namespace
+            ]
+            if parsed.namespace
+            else []
+        )
+        roles = {
+            ("Role", name): obj
+            for (ns, name), obj in self._store.get((authz.RBAC_GROUP, "v1", "roles"), {}).items()
+            if ns == parsed.namespace
+        } | {
+            ("ClusterRole", name): obj
+            for (_, name), obj in self._store.get(
+                (authz.RBAC_GROUP, "v1", "clusterroles"), {}
+            ).items()
+        }
+        if not authz.allowed(attributes, token, bindings, roles):
+            raise api_error(
+                403,
+                "Forbidden",
+                authz.forbidden_message(attributes, authz.user_of(token)),
+                group=parsed.group,
+                kind=parsed.plural,
+                **({"name": parsed.name} if parsed.name else {}),
+            )
 
     def _sees(self, view: dsl.View, request: rendering.Request) -> bool:
         """Whether a reaction's view includes this request, without replaying the log.
@@ -923,6 +980,7 @@ class Emulator(kmock.KubernetesEmulator):
                 "less than 10 minutes",
             )
         bound = spec.get("boundObjectRef") or {}
+        bound_uid = None
         if bound:
             plural = {"Secret": "secrets", "Pod": "pods"}.get(bound.get("kind", ""))
             if plural is None:
@@ -936,6 +994,7 @@ class Emulator(kmock.KubernetesEmulator):
                 raise api_error(
                     409, "Conflict", "spec.boundObjectRef.uid does not match the object"
                 )
+            bound_uid = target["metadata"]["uid"]
         token = "devcluster." + secrets.token_urlsafe(32)
         expires = now() + datetime.timedelta(seconds=seconds)
         self.tokens[token] = IssuedToken(
@@ -945,6 +1004,7 @@ class Emulator(kmock.KubernetesEmulator):
             expires,
             bound.get("kind"),
             bound.get("name"),
+            bound_uid,
         )
         return {
             "apiVersion": "authentication.k8s.io/v1",

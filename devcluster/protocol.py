@@ -29,6 +29,7 @@ class IssuedToken(NamedTuple):
     expires: datetime.datetime
     bound_kind: str | None
     bound_name: str | None
+    bound_uid: str | None = None
 
 
 def now() -> datetime.datetime:

@@ -16,7 +16,7 @@ from incluster.client import (
 )
 from incluster.errors import ContextError
 
-from tests.tokens.conftest import fail, status_patches, write_token
+from tests.tokens.conftest import create_experiment, fail, status_patches, write_token
 
 pytestmark = pytest.mark.cluster
 
@@ -107,6 +107,53 @@ def test_403_is_not_retried_and_reported_once(pod_context, experiment, cluster, 
     warnings = [r for r in caplog.records if r.name == "incluster.client"]
     assert len(warnings) == 1
     assert "revoked" in warnings[0].getMessage()
+
+
+def test_the_minted_token_reaches_nothing_outside_its_role(pod_context, experiment, cluster):
+    """Enforced by the emulator's RBAC for minted tokens, not by an injected answer."""
+    create_experiment(experiment.api, cluster.namespace, "other", [])
+    client = Client(backoff=0.01)
+    client.get_reference("prev")  # referenced: readable
+    with pytest.raises(AuthError) as other:
+        client.get_reference("other")
+    assert other.value.status == 403
+    assert 'experiments.incluster.dev "other" is forbidden' in str(other.value)
+    assert f'"system:serviceaccount:{cluster.namespace}:' in str(other.value)
+    with pytest.raises(AuthError) as pods:
+        client.request("GET", f"/api/v1/namespaces/{cluster.namespace}/pods")
+    assert pods.value.status == 403
+    assert 'cannot list resource "pods"' in str(pods.value)
+    with pytest.raises(AuthError) as prev_status:
+        client.request(
+            "PATCH",
+            f"{client._path('prev')}/status",
+            {"status": {"phase": "Failed"}},
+            content_type="application/merge-patch+json",
+        )
+    assert prev_status.value.status == 403
+    assert experiment.get("prev")["status"]["phase"] == "Succeeded"
+
+
+def test_after_revocation_the_client_reports_the_token_rejected(
+    pod_context, experiment, cluster, caplog
+):
+    from incluster_operator import tokens
+
+    client = Client(backoff=0.01)
+    client.patch_status({"tracking": {"tags": ["before"]}})
+    assert tokens.revoke(experiment.api, cluster.namespace, "xp") == ["Secret", "RoleBinding"]
+    served = cluster.call(lambda: cluster.emulator.requests_served)
+    with caplog.at_level(logging.WARNING, logger="incluster.client"):
+        for call in (client.get_experiment, lambda: client.patch_status({"tracking": {}})):
+            with pytest.raises(AuthError) as rejected:
+                call()
+            assert rejected.value.status == 401
+            assert "Unauthorized" in str(rejected.value)
+    assert cluster.call(lambda: cluster.emulator.requests_served) == served + 2, "not retried"
+    warnings = [r.getMessage() for r in caplog.records if r.name == "incluster.client"]
+    assert len(warnings) == 1
+    assert "rejected the token (401)" in warnings[0]
+    assert experiment.tracking()["tags"] == ["before"], "nothing written after revocation"
 
 
 def test_unreachable_api_is_reported_after_retries(pod_context, experiment, monkeypatch):

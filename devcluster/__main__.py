@@ -36,7 +36,7 @@ async def serve(
         finally:
             if runner is not None:
                 await asyncio.to_thread(runner.stop)
-        emu.cut_watches()  # let the server's shutdown finish its streaming handlers
+        emu.close_watches()  # let the server's shutdown finish its streaming handlers
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -113,6 +113,9 @@ class Emulator(kmock.KubernetesEmulator):
     _gc_queue: asyncio.Queue[str] = attrs.field(factory=asyncio.Queue, init=False)
     _gc_task: asyncio.Task[None] | None = attrs.field(default=None, init=False)
     _served: int = attrs.field(default=0, init=False)
+    #: Set by ``close_watches()`` when the server shuts down: every watch ends, including
+    #: one whose request arrives during the shutdown (the server would wait for it).
+    _closing: bool = attrs.field(default=False, init=False)
     access_log: collections.Counter[Access] = attrs.field(factory=collections.Counter, init=False)
     tokens: dict[str, IssuedToken] = attrs.field(factory=dict, init=False)
 
@@ -159,6 +162,11 @@ class Emulator(kmock.KubernetesEmulator):
                 watcher.queue.put_nowait(None)
                 count += 1
         return count
+
+    def close_watches(self) -> int:
+        """End every live watch and every watch started from now on (server shutdown)."""
+        self._closing = True
+        return self.cut_watches()
 
     def compact(self) -> None:
         """Forget all past events: any watch resuming from an older resourceVersion gets 410."""
@@ -1093,7 +1101,9 @@ class Emulator(kmock.KubernetesEmulator):
             if initial_events and bookmarks:
                 await send("BOOKMARK", bookmark({"k8s.io/initial-events-end": "true"}))
             next_bookmark = time.monotonic() + self.bookmark_interval
-            while raw.transport is not None and not raw.transport.is_closing():
+            while (
+                not self._closing and raw.transport is not None and not raw.transport.is_closing()
+            ):
                 # Wake up at least every second: aiohttp does not cancel the handler when the
                 # client goes away, and a stream nobody reads must not pin the server.
                 moment = time.monotonic()

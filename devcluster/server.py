@@ -55,7 +55,7 @@ class ThreadedCluster:
             ):
                 self._ready.set_result((emu, f"http://127.0.0.1:{srv.port}"))
                 await self._stop.wait()
-                emu.cut_watches()  # before the server waits for its handlers to finish
+                emu.close_watches()  # before the server waits for its handlers to finish
         except BaseException as e:
             if not self._ready.done():
                 self._ready.set_exception(e)

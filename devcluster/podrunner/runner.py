@@ -282,6 +282,8 @@ class PodRunner:
             gone = [k for k in self._workers if k not in present]
         for key in gone:
             self._forget(key)
+        if self._stopping.is_set():  # stop() came during the list: start no new watch
+            return
         self._watch = watch.Watch()  # type: ignore[no-untyped-call]
         kwargs: dict[str, Any] = {"timeout_seconds": 60}
         if version:

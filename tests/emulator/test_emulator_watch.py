@@ -166,3 +166,10 @@ def test_events_beyond_the_window_are_gone(tmp_path: Any) -> None:
         with watch(small, path, resourceVersion=since) as stream:
             assert stream.ended.wait(10)
         assert stream.events[0]["object"]["code"] == 410
+
+
+def test_after_close_watches_a_new_watch_ends_at_once(cluster: Cluster) -> None:
+    """A server shutting down must not wait for a watch that arrived during the shutdown."""
+    cluster.call(cluster.emulator.close_watches)
+    with watch(cluster, configmaps(cluster), timeoutSeconds="60") as late:
+        assert late.ended.wait(10)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -75,12 +76,22 @@ class ThreadedCluster:
     def cut_watches(self) -> int:
         return self.call(self.emulator.cut_watches)
 
-    def stop(self) -> None:
+    def stop(self, grace: float = 10.0) -> None:
+        """Shut down gracefully; after ``grace`` seconds cancel what is still running.
+
+        A client may hold a request open past the shutdown (a watch that reached the
+        server while it was closing); like kube-apiserver's shutdown timeout, the grace
+        period bounds the wait instead of failing the caller.
+        """
         if self._stop is not None:
             self._loop.call_soon_threadsafe(self._stop.set)
         if self._done is not None:
             try:
-                self._done.result(timeout=30)
+                self._done.result(timeout=grace)
+            except concurrent.futures.TimeoutError:
+                self._done.cancel()  # cancels the serving task on its loop
+                with contextlib.suppress(concurrent.futures.CancelledError, TimeoutError):
+                    self._done.result(timeout=grace)
             finally:
                 self._loop.call_soon_threadsafe(self._loop.stop)
                 self._thread.join(timeout=30)

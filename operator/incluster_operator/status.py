@@ -158,33 +158,19 @@ def set_condition(
 ) -> list[Condition]:
     """Conditions with ``type_`` set; lastTransitionTime moves only when status flips."""
     value: Literal["True", "False"] = "True" if status else "False"
-    out: list[Condition] = []
-    found = False
-    for c in conditions:
-        if c.type != type_:
-            out.append(c)
-            continue
-        found = True
-        moved = c.status != value
-        out.append(
-            Condition(
-                type=type_,
-                status=value,
-                reason=reason,
-                message=message,
-                last_transition_time=format_time(now) if moved else c.last_transition_time,
-            )
+
+    def updated(previous: Condition | None) -> Condition:
+        if previous is not None and previous.status == value:
+            since = previous.last_transition_time
+        else:
+            since = format_time(now)
+        return Condition(
+            type=type_, status=value, reason=reason, message=message, last_transition_time=since
         )
-    if not found:
-        out.append(
-            Condition(
-                type=type_,
-                status=value,
-                reason=reason,
-                message=message,
-                last_transition_time=format_time(now),
-            )
-        )
+
+    out = [updated(c) if c.type == type_ else c for c in conditions]
+    if all(c.type != type_ for c in conditions):
+        out.append(updated(None))
     return out
 
 

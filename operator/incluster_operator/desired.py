@@ -15,13 +15,10 @@ from datetime import datetime
 from typing import Any
 
 from incluster_operator import status
-from incluster_operator.api import names
 from incluster_operator.api.models import ExperimentSpec
 from incluster_operator.api.validation import InvalidSpec, validate
 from incluster_operator.render import (
     ExperimentMeta,
-    access,
-    owner_reference,
     plan,
     render_config_map,
     render_service,
@@ -54,32 +51,16 @@ def meta_of(body: Mapping[str, Any]) -> ExperimentMeta:
     )
 
 
-def access_objects(spec: ExperimentSpec, meta: ExperimentMeta) -> tuple[dict[str, Any], ...]:
-    """The scoped identity (ServiceAccount, Role, RoleBinding, empty token Secret), owned.
-
-    The Role may read the experiments whose outputs this one mounts: a reference's last
-    part is that experiment's name.
-    """
-    refs = [ref.rsplit("/", 1)[-1] for ref in spec.outputs_refs.experiments]
-    labels = {**names.selector(meta.name, meta.uid), names.LABEL_MANAGED_BY: names.MANAGED_BY}
-    objects = access.access_objects(meta.name, meta.namespace, refs, labels)
-    for obj in objects:
-        obj["metadata"]["ownerReferences"] = [owner_reference(meta)]
-    return tuple(objects)
-
-
 def desired(body: Mapping[str, Any], settings: Settings) -> Desired:
     """Validate and render everything; raises ``InvalidSpec`` and nothing else."""
     meta = meta_of(body)
     spec = validate(body.get("spec"), meta.name, settings)
     p = plan(spec, meta, settings)
-    pods = {
-        key: access.with_token_sources(render_pod(p, *key), meta.name) for key in replica_keys(p)
-    }
+    pods = {key: render_pod(p, *key) for key in replica_keys(p)}
     return Desired(
         spec=spec,
         meta=meta,
-        children=(render_service(p), render_config_map(p), *access_objects(spec, meta)),
+        children=(render_service(p), render_config_map(p)),
         pods=pods,
     )
 

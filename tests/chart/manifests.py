@@ -108,7 +108,12 @@ OPTIONS: dict[str, dict[str, Any]] = {
         "contextMountPath": "/run/ctx",
     },
     "tuning": {
-        "tokenTTLSeconds": 900,
+        "report": {
+            "audience": "ml.example",
+            "tokenSeconds": 900,
+            "port": 9443,
+            "certificateDays": 30,
+        },
         "summarySyncSeconds": 2.5,
         "inlineEnvMaxBytes": 65536,
         "clusterDomain": "corp.example",

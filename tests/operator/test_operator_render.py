@@ -134,8 +134,17 @@ def test_outputs_are_mounted_per_experiment_and_refs_and_data_read_only():
     volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
     assert volumes[names.VOLUME_OUTPUTS]["persistentVolumeClaim"] == {"claimName": "outputs"}
     assert volumes["incluster-data-0"]["hostPath"]["path"] == "/d"
-    (source,) = volumes[names.VOLUME_CONTEXT]["projected"]["sources"]
-    assert source == {"configMap": {"name": "xp-context"}}
+    sources = volumes[names.VOLUME_CONTEXT]["projected"]["sources"]
+    assert sources == [
+        {"configMap": {"name": "xp-context"}},
+        {
+            "serviceAccountToken": {
+                "audience": "incluster.dev",
+                "expirationSeconds": 600,
+                "path": f"{contract.DIR_TOKEN}/{contract.FILE_TOKEN}",
+            }
+        },
+    ]
     env = env_of(pod["spec"]["containers"][0])
     assert json.loads(env[contract.ENV_OUTPUTS_REFS_PATHS]) == {
         "jobs": ["/refs/jobs/prep"],

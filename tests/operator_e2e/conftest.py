@@ -7,6 +7,7 @@ their own (fault injection and request counts filter on them).
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,12 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
         client = handle.api_client()
         wait_for(lambda: _crd_served(client), message="the Experiment CRD to be served")
         configuration = k8s.load_configuration({"KUBECONFIG": str(handle.kubeconfig)})
-        operator = OperatorThread(Settings(), configuration).start()
+        # A fixed port, so that a restarted operator is where the context says it is.
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        settings = Settings(report_listen=f"127.0.0.1:{port}")
+        operator = OperatorThread(settings, configuration).start()
         try:
             yield Running(cluster=handle, operator=operator, client=client)
         finally:

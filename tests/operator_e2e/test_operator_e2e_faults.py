@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import kmock
 import pytest
-from incluster_operator.render import access
 from operator_e2e_harness import Kube, experiment, replica
 
 pytestmark = pytest.mark.cluster
@@ -53,7 +52,3 @@ def test_a_pod_the_api_server_rejects_fails_the_experiment(kube: Kube) -> None:
     assert failed["reason"] == "PodRejected"
     assert "spec.containers" in failed["message"]
     assert kube.calls("create", "pods") == 1  # a spec problem: not retried
-    secret = access.access_names("rej").secret
-    assert secret not in {
-        s.metadata.name for s in kube.core.list_namespaced_secret(kube.namespace).items
-    }

@@ -26,7 +26,11 @@ _SETTING_FIELDS = {
     settings_module.ENV_CLUSTER_DOMAIN: "cluster_domain",
     settings_module.ENV_EVALUATOR_IN_CLUSTER: "evaluator_in_cluster",
     settings_module.ENV_ADDRESSING: "addressing",
-    settings_module.ENV_TOKEN_TTL_SECONDS: "token_ttl_seconds",
+    settings_module.ENV_REPORT_AUDIENCE: "report_audience",
+    settings_module.ENV_REPORT_TOKEN_SECONDS: "report_token_seconds",
+    settings_module.ENV_REPORT_LISTEN: "report_listen",
+    settings_module.ENV_REPORT_URL: "report_url",
+    settings_module.ENV_REPORT_TLS_DIR: "report_tls_dir",
     settings_module.ENV_SUMMARY_SYNC_SECONDS: "summary_sync_seconds",
     settings_module.ENV_SUCCESS_POLICY: "success_policy",
 }

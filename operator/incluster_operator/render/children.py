@@ -54,6 +54,9 @@ def render_service(p: Plan) -> dict[str, Any]:
 def render_config_map(p: Plan) -> dict[str, Any]:
     """The context ConfigMap: ``context.json`` and ``cluster.json``, once per experiment."""
     data = {contract.FILE_CONTEXT: p.context_json, contract.FILE_CLUSTER: p.cluster_json}
+    if p.settings.report_ca_pem:
+        # A CA certificate is public: a ConfigMap is the right place for it.
+        data[contract.FILE_REPORT_CA] = p.settings.report_ca_pem
     size = sum(len(k.encode()) + len(v.encode()) for k, v in data.items())
     if size > CONFIGMAP_MAX_BYTES:
         raise InvalidSpec(

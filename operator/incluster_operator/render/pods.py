@@ -72,6 +72,16 @@ def report_token_source(settings: Settings) -> dict[str, Any]:
     }
 
 
+def escape_env(value: str) -> str:
+    """A value the kubelet's ``$(VAR)`` expansion gives back unchanged: ``$`` -> ``$$``.
+
+    The kubelet expands ``$(NAME)`` and ``$$`` in every env value, so a hyperparameter
+    ``pa$$word`` or ``$(HOME)`` would reach the process altered; escaped, it arrives as
+    written.
+    """
+    return value.replace("$", "$$")
+
+
 def _volumes(p: Plan) -> list[dict[str, Any]]:
     """The operator's pod volumes; the same for every pod of the experiment."""
     volumes: list[dict[str, Any]] = [
@@ -163,7 +173,7 @@ def _container(
                     ]
                 )
     # Ours first: the user's env may refer to them as $(INCLUSTER_...).
-    out["env"] = [{"name": k, "value": v} for k, v in env] + user_env
+    out["env"] = [{"name": k, "value": escape_env(v)} for k, v in env] + user_env
     out["volumeMounts"] = [dict(m) for m in mounts] + user_mounts
     return out
 

@@ -16,8 +16,9 @@ settings), checked by a TokenReview; the pod it is bound to must exist with that
 be a replica the operator created. Accepted reviews are cached until the token expires
 (at most ``MAX_REVIEW_AGE``) or the pod is deleted (``forget_pod``, from the pod watch).
 Accepted summaries are folded into ``status.tracking`` by one writer task: at most one
-write per experiment per ``WRITE_INTERVAL``, only when something changed, never after
-the experiment finished; the operator alone writes the Experiment.
+write per experiment per ``WRITE_INTERVAL``, only when something changed; a summary
+accepted before the experiment finished is still written. The operator alone writes the
+Experiment.
 
 Runs on kopf's event loop; the blocking ``kubernetes`` calls go to worker threads.
 """
@@ -270,13 +271,15 @@ class ReportApi:
                     self._written[key] = self.clock() + min(30.0, 0.5 * 2**pending.failures)
 
     def _write(self, key: tuple[str, str], pending: _Pending) -> None:
-        """One fold: read the experiment, check it is the same and running, patch."""
+        """One fold: read the experiment, check it is the same one, patch.
+
+        A summary accepted while the experiment ran is written even if it finished since
+        (the last summary a run sends often lands just before its pod ends).
+        """
         namespace, name = key
         body = k8s.read_experiment(self.api, namespace, name)
         meta = (body or {}).get("metadata") or {}
         if body is None or meta.get("uid") != pending.uid or meta.get("deletionTimestamp"):
-            return
-        if reporting.finished(body):
             return
         current = (body.get("status") or {}).get(contract.STATUS_TRACKING)
         current = current if isinstance(current, Mapping) else None

@@ -7,6 +7,7 @@ The operator is started as a local process with exactly the Deployment's command
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import socket
@@ -26,6 +27,7 @@ from tests.chart.manifests import (
     first_experiment,
     install_yaml,
     notes,
+    one,
     operator_invocation,
     rbac_grants,
     render_manifests,
@@ -105,8 +107,17 @@ def test_operator_starts_from_the_deployments_command_and_env(
     manifests = render_manifests(chart, values, release=release, namespace=cluster.namespace)
     argv, env = operator_invocation(manifests)
     kopf = Path(sys.executable).with_name(argv[0])
+    # Play the kubelet: mount the chart's generated TLS Secret where the Deployment does.
+    secret = one(manifests, "Secret")
+    tls = tmp_path / "tls"
+    tls.mkdir()
+    for key, value in secret["data"].items():
+        (tls / key).write_bytes(base64.b64decode(value))
+    free = free_port()
     process_env = {
         **env,
+        "INCLUSTER_OPERATOR_REPORT_TLS_DIR": str(tls),
+        "INCLUSTER_OPERATOR_REPORT_LISTEN": f"127.0.0.1:{free}",
         "PATH": os.environ.get("PATH", ""),
         "KUBECONFIG": str(cluster.kubeconfig),
         "HOME": str(tmp_path),

@@ -73,12 +73,23 @@ def admit(body: Mapping[str, Any], settings: Settings, now: datetime) -> Desired
     """
     try:
         return desired(body, settings)
-    except InvalidSpec as problem:
-        metadata = body.get("metadata") or {}
-        generation = metadata.get("generation")
-        return status.invalid(
-            problem,
-            body.get("status") if isinstance(body.get("status"), Mapping) else None,
+    except RecursionError:
+        # A last resort: validation bounds the depth, but no object may stop the operator.
+        return _invalid(
+            body,
+            InvalidSpec(["spec: too deeply nested to process; flatten spec.declarations"]),
             now,
-            generation if isinstance(generation, int) else None,
         )
+    except InvalidSpec as problem:
+        return _invalid(body, problem, now)
+
+
+def _invalid(body: Mapping[str, Any], problem: InvalidSpec, now: datetime) -> status.Decision:
+    metadata = body.get("metadata") or {}
+    generation = metadata.get("generation")
+    return status.invalid(
+        problem,
+        body.get("status") if isinstance(body.get("status"), Mapping) else None,
+        now,
+        generation if isinstance(generation, int) else None,
+    )

@@ -19,6 +19,7 @@ import asyncio
 import dataclasses
 import logging
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -35,6 +36,11 @@ from incluster_operator.settings import Settings, SettingsError, from_env, split
 
 #: kopf's finalizer on Experiments (it stops the loop before the Experiment goes away).
 FINALIZER: Final = "incluster.dev/operator"
+#: The API server accepts objects nested 10,000 levels deep; kopf's watcher and the API
+#: client parse them with Python's json, which needs a recursion budget above that (at
+#: the default of 1,000 one such Experiment stopped the operator, again after every
+#: restart). Validation then fails that one Experiment (``MAX_SPEC_DEPTH``).
+RECURSION_LIMIT: Final = 25_000
 
 
 @dataclass
@@ -61,6 +67,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     the tests) take precedence over the environment. The report API starts before any
     Experiment is handled: its URL and CA bundle go into every context ConfigMap.
     """
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), RECURSION_LIMIT))
     settings.persistence.finalizer = FINALIZER
     settings.posting.level = logging.WARNING  # our own Events report the transitions
     settings.peering.standalone = True

@@ -304,3 +304,37 @@ def test_meta_from_the_api_metadata_and_the_pod_selector():
     pod = render(raw_spec()).pods[0]
     labels = pod["metadata"]["labels"]
     assert all(labels[k] == v for k, v in (item.split("=") for item in selector.split(",")))
+
+
+def test_no_credential_in_env_or_configmap_and_the_ca_and_url_travel_in_the_context():
+    settings = Settings(report_url="https://op.ops.svc:8443", report_ca_pem="-----BEGIN CERT")
+    children = render(raw_spec(), settings)
+    data = children.config_map["data"]
+    assert set(data) == {contract.FILE_CONTEXT, contract.FILE_CLUSTER, contract.FILE_REPORT_CA}
+    assert data[contract.FILE_REPORT_CA] == "-----BEGIN CERT"  # public: a CA certificate
+    assert json.loads(data[contract.FILE_CONTEXT])[contract.KEY_REPORT_URL] == settings.report_url
+    for pod in children.pods:
+        spec = pod["spec"]
+        assert "serviceAccountName" not in spec  # the user's choice, untouched
+        assert "automountServiceAccountToken" not in spec
+        for container in spec["containers"]:
+            for var in container["env"]:
+                assert "valueFrom" not in var
+                assert "TOKEN" not in var["name"]
+        secrets = [
+            s
+            for v in spec["volumes"]
+            for s in (v.get("projected") or {}).get("sources", [])
+            if "secret" in s
+        ]
+        assert secrets == []
+        assert not any("secret" in v for v in spec["volumes"])
+
+
+def test_operator_env_values_are_escaped_for_the_kubelet():
+    raw = raw_spec(declarations={"password": "pa$$word"}, logLevel="$(HOME)")
+    env = env_of(render(raw).pods[0]["spec"]["containers"][0])
+    assert env[contract.ENV_LOG_LEVEL] == "$$(HOME)"
+    assert json.loads(env[contract.ENV_DECLARATIONS].replace("$$", "$")) == {
+        "password": "pa$$word"
+    }

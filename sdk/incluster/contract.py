@@ -99,7 +99,7 @@ REPORT_PATH_REFERENCES: Final = "/v1/references"
 #: PUT: the tracking summary ``{"tracking": {...}}`` (the reporter replica only).
 REPORT_PATH_TRACKING: Final = "/v1/tracking"
 
-# --- the Experiment resource: the scoped client's URLs and the status key it patches ---
+# --- the Experiment resource: its API names and the status keys the operator writes -----
 API_GROUP: Final = "incluster.dev"
 API_VERSION: Final = "v1alpha1"
 PLURAL: Final = "experiments"
@@ -110,7 +110,7 @@ STATUS_TRACKING_PRIMARY: Final = "primaryMetric"
 #: ``status.<this>`` holds an experiment's outputs path (read through ``outputsRefs``).
 STATUS_OUTPUTS_PATH: Final = "outputsPath"
 
-# --- keys of the experiment info (``get_experiment_info()``) the scoped client needs ----
+# --- keys of the experiment info (``get_experiment_info()``) -------------------------------
 #: The Experiment object's ``metadata.name``.
 INFO_EXPERIMENT_NAME: Final = "experiment_name"
 #: The Experiment object's ``metadata.namespace``.

@@ -129,7 +129,8 @@ def test_distributed_example_succeeds_with_every_replica_seeing_its_peers(
         reached = [e.value for e in events if isinstance(e, Metric) and e.name == "peers_reached"]
         assert reached == [3]
         assert json.loads((outputs / f"model-{replica}.json").read_text())["loss"] < 1
-    # The master's summary reached the Experiment's status through the scoped token.
+    # The master's summary reached the status through the operator's report API (TLS, the
+    # pod's projected token, TokenReview): the pod itself holds no Kubernetes right.
     assert status["tracking"]["metrics"]["peers_reached"]["value"] == 3
 
 

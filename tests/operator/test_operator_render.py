@@ -335,6 +335,4 @@ def test_operator_env_values_are_escaped_for_the_kubelet():
     raw = raw_spec(declarations={"password": "pa$$word"}, logLevel="$(HOME)")
     env = env_of(render(raw).pods[0]["spec"]["containers"][0])
     assert env[contract.ENV_LOG_LEVEL] == "$$(HOME)"
-    assert json.loads(env[contract.ENV_DECLARATIONS].replace("$$", "$")) == {
-        "password": "pa$$word"
-    }
+    assert json.loads(env[contract.ENV_DECLARATIONS].replace("$$", "$")) == {"password": "pa$$word"}

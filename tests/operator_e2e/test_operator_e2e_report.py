@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import kubernetes
 import pytest
 import requests
 from incluster import contract
@@ -49,6 +50,11 @@ def _start(kube: Kube, name: str, **spec: Any) -> dict[str, Any]:
     found = kube.get(name)
     assert found is not None
     return found
+
+
+def _pod_uid(kube: Kube, name: str) -> str:
+    uid: str = kube.core.read_namespaced_pod(name, kube.namespace).metadata.uid
+    return uid
 
 
 def _api(kube: Kube, token: str, method: str, path: str, body: Any = None) -> int:
@@ -112,6 +118,25 @@ def test_the_pods_token_is_no_kubernetes_credential(kube: Kube, tmp_path: Path) 
     ]
     for method, path, body in attempts:
         assert _api(kube, token, method, path, body) == 401, (method, path)
+    # The pod's other credential, its ServiceAccount's own token (automount), gets nothing
+    # from incluster either: no Role, no RoleBinding was created for it.
+    automount = kube.core.create_namespaced_service_account_token(
+        "default",
+        kube.namespace,
+        kubernetes.client.AuthenticationV1TokenRequest(
+            spec=kubernetes.client.V1TokenRequestSpec(
+                audiences=[],
+                bound_object_ref=kubernetes.client.V1BoundObjectReference(
+                    api_version="v1",
+                    kind="Pod",
+                    name="hx-master-0",
+                    uid=_pod_uid(kube, "hx-master-0"),
+                ),
+            )
+        ),
+    ).status.token
+    for method, path, body in attempts:
+        assert _api(kube, automount, method, path, body) == 403, (method, path)
     after = kube.get("hx")
     assert after is not None
     assert after["spec"] == before["spec"]
@@ -120,6 +145,23 @@ def test_the_pods_token_is_no_kubernetes_credential(kube: Kube, tmp_path: Path) 
     # ... and the experiment still ends on its own terms.
     kube.set_pod("hx-master-0", "Succeeded")
     kube.wait_phase("hx", "Succeeded")
+
+
+def test_the_experiment_still_ends_by_deadline_and_deletion(kube: Kube, tmp_path: Path) -> None:
+    manifest = experiment("hl", {"master": replica()}, activeDeadlineSeconds=3)
+    kube.create(manifest)
+    kube.wait_pods("hl", 1)
+    kube.set_pods("hl", "Running")
+    kube.wait_phase("hl", "Running")
+    token = pod_token(kube, "hl-master-0")
+    base = f"/apis/incluster.dev/v1alpha1/namespaces/{kube.namespace}/experiments/hl"
+    assert _api(kube, token, "PATCH", base, {"spec": {"runPolicy": {}}}) == 401
+    assert _api(kube, token, "PATCH", base + "/status", {"status": {"phase": "Running"}}) == 401
+    failed = kube.wait_phase("hl", "Failed", timeout=20)
+    assert any(c.get("reason") == "DeadlineExceeded" for c in failed["conditions"])
+    assert _api(kube, token, "PATCH", base, {"metadata": {"finalizers": None}}) == 401
+    kube.delete("hl")
+    wait_for(lambda: kube.get("hl") is None, timeout=20, message="the experiment deleted")
 
 
 def test_the_report_api_refuses_what_a_pod_may_not_do(kube: Kube, tmp_path: Path) -> None:

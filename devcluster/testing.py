@@ -217,8 +217,9 @@ def session_kubeconfig(environ: Mapping[str, str]) -> tuple[Path, Path | None] |
             ready = folder / "kubeconfig"
             return ready if ready.exists() else None
 
-        ready = poll(settled, SESSION_START_TIMEOUT, "the session's control plane", interval=0.1)
-        return ready, folder / "data" / "logs" / "audit.log"
+        path = poll(settled, SESSION_START_TIMEOUT, "the session's control plane", interval=0.1)
+        assert path is not None
+        return path, folder / "data" / "logs" / "audit.log"
     real = environ.get(REAL_CLUSTER_ENV)
     if not real:
         return None

@@ -141,6 +141,7 @@ class ControlPlane:
     kubeconfig: Path = field(default=Path())
     _procs: list[_Process] = field(default_factory=list)
     _owns_dir: bool = False
+    _ca: pki.Authority | None = None
 
     def __enter__(self) -> ControlPlane:
         return self.start()
@@ -178,7 +179,7 @@ class ControlPlane:
         assert self.data_dir is not None
         deadline = time.monotonic() + timeout
         pki_dir = self.data_dir / "pki"
-        ca = pki.Authority(pki_dir)
+        ca = self._ca = pki.Authority(pki_dir)
         serving = ca.issue(
             "apiserver",
             "kube-apiserver",
@@ -309,6 +310,22 @@ class ControlPlane:
                 logs = "\n".join(f"--- {p.name}:\n{p.tail()}" for p in self._procs)
                 raise ControlPlaneError(f"timed out waiting for {what}\n{logs}")
             time.sleep(0.1)
+
+    def kubeconfig_for(self, user: str, group: str | None = None) -> Path:
+        """A kubeconfig with a client certificate for ``user`` (in ``group``, if given).
+
+        Another identity beside the admin's: its requests are told apart in the audit log
+        (the benchmarks count the operator's writes this way), and RBAC applies to it.
+        """
+        assert self._ca is not None, "start() first"
+        assert self.data_dir is not None
+        pair = self._ca.issue(f"user-{user}", user, org=group)
+        return write_kubeconfig(
+            self.data_dir / f"{user}.kubeconfig",
+            self.url,
+            ca=self._ca.cert,
+            client=(pair.cert, pair.key),
+        )
 
     # -- run and stop -----------------------------------------------------------------
 

@@ -29,6 +29,7 @@ from devcluster.testing import (
     SESSION_DIR_ENV,
     Cluster,
     ControlPlaneUnavailable,
+    session_kubeconfig,
 )
 from devcluster.testing import cluster as open_cluster
 
@@ -107,8 +108,11 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     global _ran_real
-    if report.when == "call" and "real_api_server" in report.keywords:
-        _ran_real += 1
+    # Module-scoped fixtures open clusters too, so count by marker: every cluster test
+    # that ran while the session's control plane was up, except those on the emulator.
+    keywords = report.keywords
+    if report.when == "call" and not report.skipped and "cluster" in keywords:
+        _ran_real += "emulator" not in keywords
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
@@ -136,6 +140,20 @@ def emulator_cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator
     yield from _for_test(request, tmp_path, emulator=True)
 
 
+def session_api() -> tuple[Path, Path | None] | None:
+    """The real API server's kubeconfig (and our control plane's audit log), or None.
+
+    For fixtures that start their own stacks on it; a control plane that could not start
+    skips the test, or fails it under CI.
+    """
+    try:
+        return session_kubeconfig(os.environ)
+    except ControlPlaneUnavailable as e:
+        if os.environ.get("CI"):
+            pytest.fail(f"the real control plane is unavailable under CI: {e}")
+        pytest.skip(f"the real control plane is unavailable: {e}")
+
+
 def _for_test(
     request: pytest.FixtureRequest, tmp_path: Path, *, emulator: bool
 ) -> Iterator[Cluster]:
@@ -150,8 +168,6 @@ def _for_test(
             if os.environ.get("CI"):
                 pytest.fail(f"the real control plane is unavailable under CI: {e}")
             pytest.skip(f"the real control plane is unavailable: {e}")
-        if not handle.is_emulator:
-            request.node.add_marker("real_api_server")
         monkeypatch.setenv("KUBECONFIG", str(handle.kubeconfig))
         monkeypatch.setattr(
             kubernetes.config.kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(handle.kubeconfig)

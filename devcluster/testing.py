@@ -62,6 +62,8 @@ class Cluster:
     #: True for the session's own control plane: it has no kubelet, our pod runner is its
     #: node. False for the emulator and for a cluster of your own (it has real nodes).
     devcluster: bool = False
+    #: The session control plane's audit log (devcluster.audit reads it); None elsewhere.
+    audit_log: Path | None = None
 
     @property
     def is_emulator(self) -> bool:
@@ -153,32 +155,36 @@ def wait_for(
     return poll(predicate, timeout, what, interval=interval, error=AssertionError)
 
 
-def _create_namespace(kubeconfig: Path, name: str) -> None:
-    """Create the namespace and wait for its default ServiceAccount.
+def create_namespace(core: Any, name: str) -> str:
+    """Create the namespace through ``core`` (a CoreV1Api) and wait for its ServiceAccount.
 
     The ServiceAccount admission plugin refuses pods until the controller-manager has
     made ``default``, so a test that creates a pod at once would otherwise race it.
     """
     import kubernetes
 
+    core.create_namespace({"metadata": {"name": name}})
+
+    def account() -> bool:
+        try:
+            core.read_namespaced_service_account("default", name)
+        except kubernetes.client.ApiException as e:
+            if e.status != 404:
+                raise
+            return False
+        return True
+
+    poll(account, 30.0, f"the default ServiceAccount of namespace {name}", interval=0.05)
+    return name
+
+
+def _create_namespace(kubeconfig: Path, name: str) -> None:
+    import kubernetes
+
     with kubernetes.config.new_client_from_config(  # type: ignore[no-untyped-call]
         config_file=str(kubeconfig)
     ) as client:
-        core = kubernetes.client.CoreV1Api(client)
-        core.create_namespace(
-            kubernetes.client.V1Namespace(metadata=kubernetes.client.V1ObjectMeta(name=name))
-        )
-
-        def account() -> bool:
-            try:
-                core.read_namespaced_service_account("default", name)
-            except kubernetes.client.ApiException as e:
-                if e.status != 404:
-                    raise
-                return False
-            return True
-
-        poll(account, 30.0, f"the default ServiceAccount of namespace {name}", interval=0.05)
+        create_namespace(kubernetes.client.CoreV1Api(client), name)
 
 
 def _delete_namespace(kubeconfig: Path, name: str) -> None:
@@ -194,8 +200,8 @@ def _delete_namespace(kubeconfig: Path, name: str) -> None:
                 raise
 
 
-def session_kubeconfig(environ: Mapping[str, str]) -> tuple[Path, bool] | None:
-    """The real cluster's kubeconfig and whether it is the session's devcluster; or None.
+def session_kubeconfig(environ: Mapping[str, str]) -> tuple[Path, Path | None] | None:
+    """The real cluster's kubeconfig and, for the session's devcluster, its audit log.
 
     Waits for the session's control plane while it starts; raises
     ``ControlPlaneUnavailable`` with its reason if it could not.
@@ -211,8 +217,9 @@ def session_kubeconfig(environ: Mapping[str, str]) -> tuple[Path, bool] | None:
             ready = folder / "kubeconfig"
             return ready if ready.exists() else None
 
-        ready = poll(settled, SESSION_START_TIMEOUT, "the session's control plane", interval=0.1)
-        return ready, True
+        path = poll(settled, SESSION_START_TIMEOUT, "the session's control plane", interval=0.1)
+        assert path is not None
+        return path, folder / "data" / "logs" / "audit.log"
     real = environ.get(REAL_CLUSTER_ENV)
     if not real:
         return None
@@ -222,7 +229,7 @@ def session_kubeconfig(environ: Mapping[str, str]) -> tuple[Path, bool] | None:
             f"{REAL_CLUSTER_ENV}={real!r}: no such kubeconfig file; unset it to use the "
             "session's own control plane"
         )
-    return path, False
+    return path, None
 
 
 @contextmanager
@@ -243,10 +250,15 @@ def cluster(
     namespace = f"t-{secrets.token_hex(4)}"
     real = None if emulator else session_kubeconfig(environ)
     if real is not None:
-        path, own = real
+        path, audit_log = real
         _create_namespace(path, namespace)
         try:
-            yield Cluster(kubeconfig=path, namespace=namespace, devcluster=own)
+            yield Cluster(
+                kubeconfig=path,
+                namespace=namespace,
+                devcluster=audit_log is not None,
+                audit_log=audit_log,
+            )
         finally:
             _delete_namespace(path, namespace)
         return

@@ -22,7 +22,9 @@ from report_helpers import pod_context, report_url
 from devcluster.testing import wait_for
 from tests.chart.manifests import CHART_DIR, of_kind, rbac_grants, render_manifests
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.emulator]
+#: Real RBAC enforcement of the same rules: tests/chart/test_chart_rbac_real.py.
+EMULATOR_BECAUSE = "compares the rules with the emulator's log of every request, reads included"
 
 #: This test's own writes: the user creating the Experiment, the kubelet reporting pods.
 EXPERIMENTS = "incluster.dev/v1alpha1/experiments"

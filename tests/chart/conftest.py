@@ -77,7 +77,11 @@ def installed(
 
 @contextmanager
 def operator_process(
-    manifests: list[dict[str, Any]], values: dict[str, Any], kubeconfig: Path, tmp_path: Path
+    manifests: list[dict[str, Any]],
+    values: dict[str, Any],
+    kubeconfig: Path,
+    tmp_path: Path,
+    report_port: int = 0,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """The operator as a local process with exactly the Deployment's command and env.
 
@@ -91,9 +95,11 @@ def operator_process(
     tls.mkdir(exist_ok=True)
     for key, value in one(manifests, "Secret")["data"].items():
         (tls / key).write_bytes(base64.b64decode(value))
-    with socket.socket() as probe:  # the report API on a free loopback port
-        probe.bind(("127.0.0.1", 0))
-        listen = f"127.0.0.1:{probe.getsockname()[1]}"
+    if not report_port:
+        with socket.socket() as probe:  # the report API on a free loopback port
+            probe.bind(("127.0.0.1", 0))
+            report_port = probe.getsockname()[1]
+    listen = f"127.0.0.1:{report_port}"
     process_env = {
         **env,
         "INCLUSTER_OPERATOR_REPORT_TLS_DIR": str(tls),

@@ -26,11 +26,12 @@ pytestmark = [pytest.mark.cluster, pytest.mark.emulator]
 #: Real RBAC enforcement of the same rules: tests/chart/test_chart_rbac_real.py.
 EMULATOR_BECAUSE = "compares the rules with the emulator's log of every request, reads included"
 
-#: This test's own writes: the user creating the Experiment, the kubelet reporting pods.
 EXPERIMENTS = "incluster.dev/v1alpha1/experiments"
-#: (The module's fixture applies the CRD with kubectl: a get, then a create; the test mints
-#: the pod's projected token as the kubelet would.)
+#: This test's own requests: the user creating the Experiment, the kubelet reporting pods
+#: and minting the pod's projected token; the module's fixture applying the CRD with kubectl
+#: (a get, then a create); the namespace helper waiting for the default ServiceAccount.
 TEST_WRITES = {
+    ("", "serviceaccounts", "get"),
     ("", "serviceaccounts/token", "create"),
     ("incluster.dev", "experiments", "create"),
     ("", "pods/status", "patch"),

@@ -61,6 +61,7 @@ def test_declarations_and_log_level_round_trip_through_the_runners(tmp_path: Pat
         "ref": "$(INCLUSTER_CONTEXT_DIR)",
         "lone": "$",
         "odd": "$( $$$ $(HOME",
+        "unicode": "\u0000nul \u202eRTL \U0001f680 \uffff é $(é)",
     }
     spec = {
         "project": "p",

@@ -1,4 +1,4 @@
-"""No accepted object can stop the operator: a deeply nested Experiment fails alone.
+"""No accepted object can stop the operator: a deeply nested or huge Experiment fails alone.
 
 The API server accepts JSON nested up to 10,000 levels. Such an Experiment once made kopf's
 watcher raise RecursionError and the operator exit (after every restart too), stopping
@@ -60,3 +60,18 @@ def test_a_deeply_nested_experiment_fails_alone(kube: Kube, tmp_path: Path) -> N
     # One more Experiment after it: the operator still reconciles.
     kube.create(experiment("after", {"master": replica()}))
     kube.wait_pods("after", 1)
+
+
+def test_a_megabyte_of_declarations_fails_alone(kube: Kube) -> None:
+    """About 1.2 MiB of hyperparameters: accepted by the API server (its limit is 3 MiB a
+    request, 1.5 MiB in etcd), too large for the context ConfigMap (1 MiB)."""
+    big = experiment("big", {"master": replica()})
+    big["spec"]["declarations"] = {f"k{i}": "x" * 1000 for i in range(1200)}
+    kube.create(big)
+    kube.create(experiment("small", {"master": replica()}))
+    failed = kube.wait_phase("big", "Failed", timeout=30)
+    condition = next(c for c in failed["conditions"] if c["type"] == "Failed")
+    assert condition["reason"] == "InvalidSpec"
+    assert "shrink spec.declarations" in condition["message"]
+    assert kube.pods("big") == {}
+    kube.wait_pods("small", 1)

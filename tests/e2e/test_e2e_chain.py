@@ -182,3 +182,29 @@ def test_failing_worker_fails_the_experiment_naming_the_replica(stack, namespace
     assert f"{name}-worker-1" in failed["message"]
     assert "exit code 1" in failed["message"]
     assert sys.executable  # the image's python on a real cluster, ours here
+
+
+#: The master exits 0 only if the env values (expanded by the kubelet, or the pod runner as
+#: one) equal the context file's (never expanded). No `$` in the command: the kubelet
+#: expands command and args too.
+SAME_AS_FILE = (
+    "import json, os, sys, incluster; e = incluster.Experiment();"
+    "doc = json.load(open(os.path.join(os.environ['INCLUSTER_CONTEXT_DIR'], 'context.json')));"
+    "ok = e.get_declarations() == doc['declarations'] and e.get_log_level() == doc['logLevel'];"
+    "print('declarations', json.dumps(e.get_declarations()), e.get_log_level());"
+    "sys.exit(0 if ok else 1)"
+)
+DOLLARS = {"password": "pa$$word", "ref": "$(INCLUSTER_CONTEXT_DIR)", "lone": "$", "x": "$(X"}
+
+
+def test_hyperparameters_with_dollars_reach_the_process_unchanged(stack, namespace, tmp_path):
+    def change(doc):
+        replicas = doc["spec"]["replicas"]
+        doc["spec"]["replicas"] = {"master": replicas["master"]}
+        container = replicas["master"]["template"]["spec"]["containers"][0]
+        container["command"] = ["python", "-c", SAME_AS_FILE]
+        doc["spec"]["declarations"] = DOLLARS
+        doc["spec"]["logLevel"] = "$(HOME)"
+
+    name = apply(stack, tmp_path, namespace, change)
+    assert stack.wait_finished(name, namespace) == "Succeeded"

@@ -86,7 +86,14 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         raise kopf.PermanentError(str(problem)) from None
     api = k8s.connect(configuration(memo))
     reports = ReportApi(api, operator_settings.report_audience)
-    bound = await reports.start(host, port, context)
+    try:
+        bound = await reports.start(host, port, context)
+    except OSError as problem:
+        api.close()
+        raise kopf.PermanentError(
+            f"the report API cannot listen on {operator_settings.report_listen} ({problem}); "
+            "free the port or change INCLUSTER_OPERATOR_REPORT_LISTEN"
+        ) from None
     url = operator_settings.report_url or f"https://{_url_host(host)}:{bound}"
     operator_settings = dataclasses.replace(
         operator_settings, report_url=url, report_ca_pem=tls.ca_pem

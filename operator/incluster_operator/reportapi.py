@@ -120,9 +120,8 @@ class ReportApi:
         site = aiohttp.web.TCPSite(self._runner, host, port, ssl_context=ssl_context)
         await site.start()
         self._writer = asyncio.create_task(self._write_loop(), name="incluster-report-writer")
-        server = site._server
-        sockets = getattr(server, "sockets", None) or ()
-        return int(sockets[0].getsockname()[1]) if sockets else port
+        bound = self._runner.addresses
+        return int(bound[0][1]) if bound else port
 
     async def stop(self) -> None:
         if self._writer is not None:

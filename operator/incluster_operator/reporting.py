@@ -16,6 +16,7 @@ Experiment, writing the status) and asks these functions at each step:
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from collections import OrderedDict
@@ -330,8 +331,6 @@ def token_expiry(token: str) -> float | None:
 
     None for a token that is not a JWT (the dev cluster's opaque tokens).
     """
-    import base64
-
     parts = token.split(".")
     if len(parts) != 3:
         return None

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from incluster_operator import k8s, status, tokens
-from incluster_operator.desired import admit, meta_of
+from incluster_operator.desired import admit, meta_of, run_of
 from incluster_operator.settings import Settings
 
 #: Look again at least this often even without events (a safety net for lost events).
@@ -64,10 +64,12 @@ def reconcile(
     now = datetime.now(UTC)
     meta = meta_of(body)
     current = body.get("status")
-    admitted = admit(body, settings, now)
+    admitted = admit(
+        body, settings, now, lambda ref: run_of(k8s.read_experiment(api, namespace, ref))
+    )
     if isinstance(admitted, status.Decision):
         k8s.apply(api, meta, admitted, current, (), _no_pod, now)
-        return Step(done=True)
+        return Step(done=admitted.requeue_after is None, requeue_after=admitted.requeue_after)
     finished = (current or {}).get("phase") in status.FINISHED
     try:
         if not progress.children and not finished:
@@ -85,6 +87,7 @@ def reconcile(
             now,
             settings,
             (body.get("metadata") or {}).get("generation"),
+            admitted.ref_runs,
         )
         if decision.create and not decision.delete and not progress.first_pods:
             # The first round creates the pods; the status it computed predates them.

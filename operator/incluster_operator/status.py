@@ -33,7 +33,7 @@ from incluster_operator.api.models import (
 )
 from incluster_operator.api.times import format_time, parse_time
 from incluster_operator.api.validation import InvalidSpec
-from incluster_operator.render.context import ExperimentMeta, outputs_path
+from incluster_operator.render.context import ExperimentMeta, outputs_path, run_id
 from incluster_operator.settings import Settings
 
 #: Exit codes at or above this are signals (killed, OOM, preempted): worth a retry.
@@ -337,8 +337,12 @@ def reconcile(
     now: datetime,
     settings: Settings,
     generation: int | None = None,
+    ref_runs: Mapping[str, str] | None = None,
 ) -> Decision:
-    """The new status of a valid experiment and the actions that follow from its pods."""
+    """The new status of a valid experiment and the actions that follow from its pods.
+
+    ``ref_runs`` (experiment ref -> run id) is recorded in ``status.outputsRefsRuns``.
+    """
     prev = previous_status(previous)
     observed = [p for p in (observe(pod) for pod in pods) if p is not None]
     desired = {(t, i) for t, r in spec.replicas.items() for i in range(r.replicas)}
@@ -355,6 +359,8 @@ def reconcile(
             "replica_statuses": _replica_statuses(by_key.values(), spec.replicas),
             "ready": f"{running}/{len(desired)}",
             "outputs_path": outputs_path(spec, meta, settings),
+            "run_id": run_id(meta),
+            "outputs_refs_runs": dict(ref_runs) if ref_runs else prev.outputs_refs_runs,
             "restarts": sum(p.restarts for p in by_key.values()),
             "observed_generation": generation
             if generation is not None
@@ -375,6 +381,15 @@ def reconcile(
 
     start = parse_time(prev.start_time) or now
     status = status.model_copy(update={"start_time": format_time(start)})
+    if any(c.type == REFS_CONDITION and c.status == "False" for c in status.conditions):
+        resolved = ", ".join(f"{r} -> run {u}" for r, u in sorted(status.outputs_refs_runs.items()))
+        status = status.model_copy(
+            update={
+                "conditions": set_condition(
+                    status.conditions, REFS_CONDITION, True, "OutputsRefsResolved", resolved, now
+                )
+            }
+        )
     if prev.start_time is None:
         status = status.model_copy(
             update={
@@ -487,6 +502,45 @@ def invalid(
     return Decision(status=status, events=events)
 
 
+#: The condition that says whether every ``outputsRefs.experiments`` entry resolved.
+REFS_CONDITION = "OutputsRefsReady"
+#: How often an experiment waiting for a referenced Experiment looks again.
+REFS_RETRY_SECONDS = 10.0
+
+
+def waiting_for_refs(
+    missing: Sequence[str],
+    namespace: str,
+    previous: Mapping[str, Any] | None,
+    now: datetime,
+    generation: int | None = None,
+) -> Decision:
+    """``Pending`` without pods while a referenced Experiment does not exist; look again.
+
+    The pods would mount a run of it, and there is none: starting them anyway would
+    hand training an empty directory. Idempotent: the same message posts no new event.
+    """
+    prev = previous_status(previous)
+    names_ = ", ".join(repr(ref.rsplit("/", 1)[-1]) for ref in missing)
+    message = (
+        f"spec.outputsRefs.experiments: no Experiment {names_} in namespace {namespace!r}; "
+        "the pods start once it exists (create it, or remove the reference)"
+    )
+    same = any(c.type == REFS_CONDITION and c.message == message for c in prev.conditions)
+    conditions = set_condition(
+        prev.conditions, REFS_CONDITION, False, "OutputsRefNotFound", message, now
+    )
+    status = prev.model_copy(
+        update={
+            "phase": "Pending",
+            "conditions": conditions,
+            "observed_generation": generation,
+        }
+    )
+    events = () if same else (Event("Warning", "OutputsRefNotFound", message),)
+    return Decision(status=status, events=events, requeue_after=REFS_RETRY_SECONDS)
+
+
 def blocked(
     previous: Mapping[str, Any] | None, reason: str, message: str, now: datetime
 ) -> Decision:
@@ -517,4 +571,5 @@ __all__ = [
     "invalid",
     "observe",
     "reconcile",
+    "waiting_for_refs",
 ]

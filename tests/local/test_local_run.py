@@ -30,7 +30,8 @@ def test_distributed_example_runs_locally(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert code == 0, printed
     ns = doc["metadata"]["namespace"]
-    outputs = out / ns / "examples" / "peers"
+    (outputs,) = (out / ns / "examples" / "peers").iterdir()  # this run's directory
+    assert f"run {outputs.name}: outputs in {outputs}" in printed
     # Every replica reached every other one and wrote its own event file and model.
     events = sorted(p.name for p in (outputs / "events").iterdir())
     assert events == [f"{r}.jsonl" for r in REPLICAS]
@@ -47,7 +48,7 @@ def test_distributed_example_runs_locally(tmp_path, capsys):
         kind, index = replica.rsplit("-", 1)
         assert f"{replica:<8} | {kind}:{index}: exchanged greetings with" in printed
     assert "Succeeded: master 0 succeeded" in printed
-    logs = out / ".incluster" / ns / "peers" / "pods" / ns
+    logs = out / ".incluster" / ns / "peers" / outputs.name / "pods" / ns
     (worker_dir,) = logs.glob("peers-worker-1-*")
     assert "done" in (worker_dir / "logs" / "main.log").read_text()
 

@@ -67,7 +67,7 @@ def test_the_example_script_reports_the_rendered_context(tmp_path):
         timeout=60,
         capture_output=True,
     )
-    outputs = tmp_path / "out" / "default" / "examples" / "tf" / "distributed"
+    outputs = tmp_path / "out" / "default" / "examples" / "tf" / "distributed" / "uid-1"
     record = json.loads((outputs / "context-worker-1.json").read_text())
     assert record["task"] == {"type": "worker", "index": 1}
     assert record["tf_config"]["task"] == {"type": "worker", "index": 1}

@@ -67,7 +67,8 @@ def test_a_new_experiment_creates_every_pod():
     assert got.create == (("master", 0), ("ps", 0), ("worker", 0), ("worker", 1))
     assert got.status.phase == "Pending"
     assert got.status.start_time == "2026-01-01T12:00:00Z"
-    assert got.status.outputs_path == "/outputs/team/p/xp"
+    assert got.status.outputs_path == "/outputs/team/p/xp/uid-xp"
+    assert got.status.run_id == "uid-xp"
     assert got.status.ready == "0/4"
     assert conditions(got)["Created"].status == "True"
     assert [e.reason for e in got.events] == ["ExperimentPending"]

@@ -107,6 +107,9 @@ def run_command(args: Any) -> int:
     )
     replicas = [label(r) for r in sorted(prepared.pods)]
     console = Console(out, replicas, colour=colour, live=tty)
+    console.message(f"run {prepared.run_id}: outputs in {prepared.outputs_path}")
+    for note in prepared.notes:
+        console.message(note)
     for replica, address in sorted(prepared.addresses.items()):
         console.message(f"{label(replica)}: {address}")
     return LocalRun(prepared, console, grace=args.grace).run()

@@ -7,6 +7,7 @@ other before readiness, which distributed frameworks need to start at all.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,9 +81,14 @@ class Children:
     pods: list[dict[str, Any]]
 
 
-def render_all(spec: ExperimentSpec, meta: ExperimentMeta, settings: Settings) -> Children:
+def render_all(
+    spec: ExperimentSpec,
+    meta: ExperimentMeta,
+    settings: Settings,
+    ref_runs: Mapping[str, str] | None = None,
+) -> Children:
     """All child objects of a validated spec; raises InvalidSpec for template clashes."""
-    p = plan(spec, meta, settings)
+    p = plan(spec, meta, settings, ref_runs)
     return Children(
         service=render_service(p),
         config_map=render_config_map(p),

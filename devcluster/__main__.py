@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 import kmock
@@ -15,10 +16,15 @@ import kmock
 from devcluster.emulator import Emulator
 from devcluster.kubeconfig import write_kubeconfig
 from devcluster.podrunner import PodRunner
+from devcluster.podrunner.__main__ import add_host_path_argument
 
 
 async def serve(
-    port: int, kubeconfig: Path | None, host: str, pods_dir: Path | None = None
+    port: int,
+    kubeconfig: Path | None,
+    host: str,
+    pods_dir: Path | None = None,
+    host_paths: Mapping[str, Path] | None = None,
 ) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -30,7 +36,7 @@ async def serve(
         if kubeconfig is not None:
             write_kubeconfig(kubeconfig, url)
         print(f"devcluster listening on {url} (port {srv.port})", flush=True)
-        runner = None if pods_dir is None else PodRunner.for_url(url, pods_dir).start()
+        runner = None if pods_dir is None else PodRunner.for_url(url, pods_dir, host_paths=host_paths).start()
         try:
             await stop.wait()
         finally:
@@ -55,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help="with --run-pods: pod directories and logs (default: a temp dir)",
     )
+    add_host_path_argument(serve_cmd)
     args = parser.parse_args(argv)
     if not 0 <= args.port <= 65535:
         parser.error(f"--port must be within 0..65535, got {args.port}")
@@ -62,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     pods_dir = None
     if args.run_pods:
         pods_dir = args.pods_dir or Path(tempfile.mkdtemp(prefix="devcluster-pods-"))
-    asyncio.run(serve(args.port, args.kubeconfig, args.host, pods_dir))
+    asyncio.run(serve(args.port, args.kubeconfig, args.host, pods_dir, dict(args.host_path)))
     return 0
 
 

@@ -36,7 +36,9 @@ async def serve(
         if kubeconfig is not None:
             write_kubeconfig(kubeconfig, url)
         print(f"devcluster listening on {url} (port {srv.port})", flush=True)
-        runner = None if pods_dir is None else PodRunner.for_url(url, pods_dir, host_paths=host_paths).start()
+        runner = None
+        if pods_dir is not None:
+            runner = PodRunner.for_url(url, pods_dir, host_paths=host_paths).start()
         try:
             await stop.wait()
         finally:

@@ -26,6 +26,7 @@ from incluster_operator.render import (
     render_config_map,
     render_service,
 )
+from incluster_operator.render.context import spec_document
 from incluster_operator.render.pods import render_pod, replica_keys
 from incluster_operator.settings import Settings
 
@@ -170,3 +171,47 @@ def admit(
         return _render(spec, meta, settings, runs)
     except InvalidSpec as problem:
         return status.invalid(problem, _status(body), now, _generation(body))
+
+
+def _changed_paths(old: Any, new: Any, path: str, depth: int = 3) -> list[str]:
+    """Dotted paths where two JSON documents differ (at most ``depth`` levels deep)."""
+    if old == new:
+        return []
+    if depth == 0 or not (isinstance(old, Mapping) and isinstance(new, Mapping)):
+        return [path]
+    out: list[str] = []
+    for key in sorted(set(old) | set(new)):
+        out += _changed_paths(old.get(key), new.get(key), f"{path}.{key}", depth - 1)
+    return out
+
+
+def ignored_change(
+    body: Mapping[str, Any], run_spec: Mapping[str, Any], settings: Settings
+) -> str | None:
+    """What a started run does not apply of the Experiment's current spec, and what to do.
+
+    None when the spec means the same as the one the run started with. A running
+    experiment keeps its spec: changing replicas, templates or policies under live pods
+    would leave a mix of two specs, so the change is reported (a condition and an
+    Event, see ``status.spec_change``) and the way to run it is named.
+    """
+    meta = meta_of(body)
+    generation = _generation(body)
+    try:
+        spec = validate(body.get("spec"), meta.name, settings, meta.namespace)
+    except InvalidSpec as problem:
+        what = f"is not valid either ({problem})"
+    else:
+        new = spec_document(spec)
+        if new == dict(run_spec):
+            return None
+        paths = _changed_paths(dict(run_spec), new, "spec")
+        shown = ", ".join(paths[:5]) + (f" and {len(paths) - 5} more" if len(paths) > 5 else "")
+        what = f"changes {shown}"
+    phase = (_status(body) or {}).get("phase")
+    when = "after the run finished" if phase in status.FINISHED else "while the run has pods"
+    return (
+        f"generation {generation} {what} {when}; a run keeps the spec it started with, "
+        "so nothing changed. To run the new spec, delete the Experiment and apply it "
+        "again: that starts a new run (the outputs of this one are kept)"
+    )

@@ -25,6 +25,7 @@ from datetime import datetime
 from typing import Any, Final, cast
 
 import urllib3
+from incluster import contract
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
@@ -216,6 +217,26 @@ def read_experiment(api: Api, namespace: str, name: str) -> dict[str, Any] | Non
             return None
         raise
     return _json(response)
+
+
+def read_run_spec(api: Api, meta: ExperimentMeta) -> dict[str, Any] | None:
+    """The spec this run started with (its context ConfigMap's ``spec.json``); None if no
+    run has started (no ConfigMap of this experiment, or one without the key)."""
+    path = COLLECTIONS["ConfigMap"].format(namespace=meta.namespace)
+    try:
+        found = _request(api, "GET", f"{path}/{names.context_configmap_name(meta.name)}")
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    if not owned_by(found, meta.uid):
+        return None  # someone else's: ``ensure`` reports the conflict
+    text = (found.get("data") or {}).get(contract.FILE_RUN_SPEC)
+    try:
+        spec = json.loads(text) if isinstance(text, str) else None
+    except ValueError:
+        return None
+    return spec if isinstance(spec, dict) else None
 
 
 def list_pods(api: Api, meta: ExperimentMeta) -> list[dict[str, Any]]:

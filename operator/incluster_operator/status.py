@@ -16,7 +16,7 @@ until it is gone, so a lagging watch that shows it again does not spend backoff 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -132,12 +132,16 @@ class Decision:
     delete_experiment: bool = False
     #: Reconcile again after this many seconds even without a pod event (deadline, TTL).
     requeue_after: float | None = None
+    #: Status keys (API names) to remove: what an earlier generation's failure left.
+    clear: tuple[str, ...] = ()
 
     def status_patch(self) -> dict[str, Any]:
         """The status as a merge patch body; ``tracking`` is left to the replicas."""
-        return self.status.model_dump(
+        patch = self.status.model_dump(
             mode="json", by_alias=True, exclude_none=True, exclude={"tracking"}
         )
+        patch.update(dict.fromkeys(self.clear))  # null removes a key in a merge patch
+        return patch
 
 
 def previous_status(previous: Mapping[str, Any] | None) -> ExperimentStatus:
@@ -542,7 +546,11 @@ def waiting_for_refs(
 
 
 def blocked(
-    previous: Mapping[str, Any] | None, reason: str, message: str, now: datetime
+    previous: Mapping[str, Any] | None,
+    reason: str,
+    message: str,
+    now: datetime,
+    generation: int | None = None,
 ) -> Decision:
     """``Failed`` for a problem found while creating children (a name taken, a rejected pod).
 
@@ -557,10 +565,88 @@ def blocked(
             "phase": "Failed",
             "conditions": conditions,
             "completion_time": prev.completion_time or format_time(now),
+            "observed_generation": generation
+            if generation is not None
+            else prev.observed_generation,
         }
     )
     events = () if same else (Event("Warning", reason, message),)
     return Decision(status=finished, events=events)
+
+
+#: Conditions a failure before any pod leaves; a valid new generation clears them.
+_ADMISSION_FAILURES = ("Failed", "InvalidSpec")
+
+
+def readmit(
+    previous: Mapping[str, Any] | None, generation: int | None, now: datetime
+) -> tuple[dict[str, Any] | None, Event | None]:
+    """The status to start from when a new generation may run after an earlier one failed.
+
+    Only an experiment that failed before any pod existed (invalid spec, a name taken, a
+    rejected pod) and whose spec has changed since (``generation`` is not the observed
+    one) is looked at again; anything else is returned unchanged with no event. The
+    caller validates the new spec next: a still invalid one fails again, naming the new
+    problem.
+    """
+    prev = previous_status(previous)
+    if prev.phase != "Failed" or generation is None or prev.observed_generation == generation:
+        return (dict(previous) if previous is not None else None), None
+    message = (
+        f"generation {generation} is being admitted again: generation "
+        f"{prev.observed_generation} failed before any pod existed"
+    )
+    conditions = [
+        c.model_copy(
+            update={
+                "status": "False",
+                "reason": "SpecChanged",
+                "message": message,
+                "last_transition_time": format_time(now),
+            }
+        )
+        if c.type in _ADMISSION_FAILURES and c.status == "True"
+        else c
+        for c in prev.conditions
+    ]
+    fresh = prev.model_copy(
+        update={"phase": None, "conditions": conditions, "completion_time": None}
+    )
+    event = Event("Normal", "SpecChanged", message)
+    return fresh.model_dump(mode="json", by_alias=True, exclude_none=True), event
+
+
+#: The condition that says a spec change of a started run was not applied.
+SPEC_IGNORED = "SpecChangeIgnored"
+
+
+def spec_change(decision: Decision, ignored: str | None, now: datetime) -> Decision:
+    """Report a spec change that cannot take effect: a condition, and an Event once.
+
+    ``ignored`` says what changed and what to do (None: the spec is the run's own, and
+    a condition set earlier turns False).
+    """
+    current = decision.status
+    before = next((c for c in current.conditions if c.type == SPEC_IGNORED), None)
+    if ignored is None:
+        if before is None or before.status == "False":
+            return decision
+        conditions = set_condition(
+            current.conditions,
+            SPEC_IGNORED,
+            False,
+            "SpecMatchesRun",
+            "the spec is the run's own",
+            now,
+        )
+        return replace(decision, status=current.model_copy(update={"conditions": conditions}))
+    conditions = set_condition(current.conditions, SPEC_IGNORED, True, SPEC_IGNORED, ignored, now)
+    events = decision.events
+    if before is None or before.status != "True" or before.message != ignored:
+        events = (*events, Event("Warning", SPEC_IGNORED, ignored))
+    return replace(
+        decision, status=current.model_copy(update={"conditions": conditions}), events=events
+    )
 
 
 __all__ = [
@@ -570,6 +656,8 @@ __all__ = [
     "blocked",
     "invalid",
     "observe",
+    "readmit",
     "reconcile",
+    "spec_change",
     "waiting_for_refs",
 ]

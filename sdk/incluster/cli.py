@@ -13,6 +13,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
+from typing import TextIO
 
 from incluster.tracking.events import Metric, read_events
 from incluster.tracking.runs import LEGACY, RunNotFound, choose, list_runs
@@ -30,7 +31,7 @@ def _format(value: float | int | None) -> str:
     return str(value)
 
 
-def _table(rows: list[list[str]], header: list[str], out: object = None) -> None:
+def _table(rows: list[list[str]], header: list[str], out: TextIO | None = None) -> None:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         line = "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()

@@ -63,6 +63,9 @@ DEFAULT_CONTEXT_DIR: Final = "/var/run/incluster"
 FILE_CONTEXT: Final = "context.json"
 #: The cluster definition, ``{"master": ["host:port"], ...}``; once per experiment.
 FILE_CLUSTER: Final = "cluster.json"
+#: The validated spec this run was started with (the operator reads it back after a
+#: restart: a running experiment keeps its spec; later edits are reported, not applied).
+FILE_RUN_SPEC: Final = "spec.json"
 #: Sub-directory with the scoped API token and the cluster CA (projected, never env).
 DIR_TOKEN: Final = "token"  # noqa: S105 - a directory name
 FILE_TOKEN: Final = "token"  # noqa: S105 - a file name

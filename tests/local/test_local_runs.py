@@ -32,7 +32,11 @@ def _manifest(tmp_path: Path, name: str = "twice", **spec: object) -> Path:
                     "template": {
                         "spec": {
                             "containers": [
-                                {"name": "main", "image": "x", "command": [sys.executable, "-c", SCRIPT]}
+                                {
+                                    "name": "main",
+                                    "image": "x",
+                                    "command": [sys.executable, "-c", SCRIPT],
+                                }
                             ]
                         }
                     }
@@ -74,7 +78,8 @@ def test_two_runs_of_one_file_are_two_runs(tmp_path, capsys):
     # `incluster metrics` lists both and shows the latest: 5 points, not 10.
     assert cli.main(["metrics", str(experiment)]) == 0
     shown = capsys.readouterr().out
-    assert run1.name in shown and run2.name in shown
+    assert run1.name in shown
+    assert run2.name in shown
     assert f"showing run {run2.name}, the latest" in shown
     (row,) = [line for line in shown.splitlines() if line.startswith("master-0")]
     assert row.split()[-1] == "5"
@@ -109,7 +114,7 @@ def test_an_older_layout_is_left_alone_and_shown_as_legacy(tmp_path, capsys):
     assert cli.main(["metrics", str(experiment), "--run", "legacy"]) == 0
     shown = capsys.readouterr().out
     assert "showing run legacy (the older layout" in shown
-    assert "7" in [line for line in shown.splitlines() if line.startswith("master-0")][0]
+    assert "7" in next(line for line in shown.splitlines() if line.startswith("master-0"))
 
 
 def test_a_ref_mounts_the_latest_run_of_the_referenced_experiment(tmp_path, capsys):

@@ -45,7 +45,9 @@ def test_create_makes_children_owned_by_the_experiment(kube: Kube) -> None:
 
     status = kube.wait_phase("tf", "Pending")
     assert status["ready"] == "0/4"
-    assert status["outputsPath"] == f"/outputs/{kube.namespace}/tests/tf"
+    # The run is the Experiment object: its uid names the run and its outputs directory.
+    assert status["runId"] == uid
+    assert status["outputsPath"] == f"/outputs/{kube.namespace}/tests/tf/{uid}"
     assert status["startTime"]
     assert status["replicaStatuses"]["worker"] == {"active": 2, "succeeded": 0, "failed": 0}
     assert kube.condition("tf", "Created")["reason"] == "PodsCreated"

@@ -154,10 +154,10 @@ class ExperimentSpec(_Model):
     """The desired experiment: its replicas, context and run policy."""
 
     #: Not required: ``validation.validate`` fills it with the namespace, so a manifest
-    #: ported from a TFJob or PyTorchJob needs no new field. (None is never the value of a
-    #: validated spec; the CRD generator drops a None default.)
+    #: ported from a TFJob or PyTorchJob needs no new field. (The empty default is never the
+    #: value of a validated spec; the schema shows no default.)
     project: str = Field(
-        default=None,
+        default="",
         json_schema_extra=_no_default,
         min_length=1,
         max_length=63,
@@ -254,7 +254,10 @@ class ExperimentStatus(_Observed):
     )
     outputs_path: str | None = Field(
         default=None,
-        description="Where this run's outputs are written: <root>/<ns>/<project>/[<group>/]<name>/<runId>.",
+        description=(
+            "Where this run's outputs are written: "
+            "<root>/<namespace>/<project>/[<group>/]<name>/<runId>."
+        ),
     )
     run_id: str | None = Field(
         default=None,

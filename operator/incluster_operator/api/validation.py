@@ -133,9 +133,7 @@ def _name_problems(name: str, spec: ExperimentSpec) -> list[str]:
     return problems
 
 
-def validate(
-    raw: Any, name: str, settings: Settings, namespace: str = "default"
-) -> ExperimentSpec:
+def validate(raw: Any, name: str, settings: Settings, namespace: str = "default") -> ExperimentSpec:
     """Parse and check an Experiment's ``spec`` (a JSON-like object) named ``name``.
 
     ``spec.project`` defaults to ``namespace``. Raises ``InvalidSpec`` for any problem,

@@ -174,6 +174,14 @@ def experiment_info(spec: ExperimentSpec, meta: ExperimentMeta) -> dict[str, Any
     }
 
 
+def spec_document(spec: ExperimentSpec) -> dict[str, Any]:
+    """The validated spec as JSON (``spec.json`` in the context ConfigMap): the run's spec.
+
+    Defaults are filled in, so two manifests that mean the same give the same document.
+    """
+    return spec.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
 def context_document(
     spec: ExperimentSpec, meta: ExperimentMeta, settings: Settings
 ) -> dict[str, Any]:

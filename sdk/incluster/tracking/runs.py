@@ -40,9 +40,7 @@ def _events(path: str) -> list[str]:
     events = os.path.join(path, DIR_EVENTS)
     if not os.path.isdir(events):
         return []
-    return sorted(
-        os.path.join(events, n) for n in os.listdir(events) if n.endswith(EVENTS_SUFFIX)
-    )
+    return sorted(os.path.join(events, n) for n in os.listdir(events) if n.endswith(EVENTS_SUFFIX))
 
 
 def _first_time(file: str) -> float | None:

@@ -43,8 +43,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="run an Experiment's replicas as local processes",
         description=(
             "Run every replica of an Experiment manifest on this machine, with the same "
-            "context as in a cluster and a distinct loopback address per replica. Exit "
-            "code: 0 succeeded, 1 failed, 2 invalid manifest, 130 interrupted."
+            "context as in a cluster and a distinct loopback address per replica. Each run "
+            "gets its own id and outputs directory. SIGINT (Ctrl-C), SIGTERM and SIGHUP stop "
+            "every replica (SIGTERM, then SIGKILL after --grace). Exit code: 0 succeeded, "
+            "1 failed, 2 invalid manifest, 128 + the signal when stopped (130, 143, 129)."
         ),
     )
     parser.add_argument("file", type=Path, help="an Experiment manifest (YAML)")

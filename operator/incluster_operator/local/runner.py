@@ -49,8 +49,11 @@ from incluster_operator.status import reconcile
 
 #: A replica: (task type, index).
 Replica = tuple[str, int]
-#: Exit code after Ctrl-C, as a shell reports a SIGINT death.
-INTERRUPTED = 130
+#: Exit code after Ctrl-C, as a shell reports a SIGINT death (128 + the signal).
+INTERRUPTED = 128 + signal.SIGINT
+#: Signals that stop a local run: Ctrl-C, a CI timeout or ``docker stop`` (SIGTERM),
+#: a closed terminal (SIGHUP). Each stops every replica, then exits 128 + the signal.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 #: hostPath names the local settings give the stores; mapped to local directories.
 OUTPUTS_HOST_PATH = "/incluster-local/outputs"
 DATA_HOST_PATH = "/incluster-local/data"
@@ -258,17 +261,30 @@ def busy_addresses(prepared: Prepared) -> list[str]:
     return busy
 
 
+class Stopped(Exception):  # noqa: N818 - a signal, like KeyboardInterrupt
+    """A stop signal arrived; raised in the main thread as SIGINT raises KeyboardInterrupt."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_stopped(signum: int, _frame: object) -> None:
+    raise Stopped(signum)
+
+
 @contextlib.contextmanager
-def _sigint_ignored() -> Iterator[None]:
-    """Ignore SIGINT for the duration (main thread only: signals are set there)."""
+def _signals(handler: Any) -> Iterator[None]:
+    """Handle ``STOP_SIGNALS`` with ``handler`` for the duration (main thread only)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def label(replica: Replica) -> str:
@@ -311,16 +327,21 @@ class LocalRun:
         """Start every replica, follow them to the outcome, stop the rest; Ctrl-C stops all."""
         p = self.prepared
         try:
-            outcome = self._follow()
-        except KeyboardInterrupt:
-            # A second Ctrl-C must not abandon half-stopped replicas: ignore it from now on.
-            with _sigint_ignored():
-                self.console.message(
-                    f"interrupted: stopping every replica (SIGKILL after {self.grace:g}s) ..."
-                )
+            with _signals(_raise_stopped):
+                outcome = self._follow()
+        except (KeyboardInterrupt, Stopped) as exc:
+            signum = exc.signum if isinstance(exc, Stopped) else signal.SIGINT
+            # A second signal must not abandon half-stopped replicas: ignore them from now.
+            with _signals(signal.SIG_IGN):
+                with contextlib.suppress(OSError):  # SIGHUP: the terminal may be gone
+                    self.console.message(
+                        f"interrupted ({signal.Signals(signum).name}): stopping every replica "
+                        f"(SIGKILL after {self.grace:g}s) ..."
+                    )
                 self._stop(list(self._pods))
-                self.console.close()
-            return INTERRUPTED
+                with contextlib.suppress(OSError):
+                    self.console.close()
+            return 128 + signum
         self._stop(list(self._pods))
         self.console.close()
         self.console.message(f"{outcome.phase}: {outcome.message}")
@@ -349,8 +370,9 @@ class LocalRun:
             t.start()
         for t in threads:
             t.join()
-        for replica, run in runs:
-            self.console.status(label(replica), run.state)
+        with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
+            for replica, run in runs:
+                self.console.status(label(replica), run.state)
 
     def _changed(self, replica: Replica, uid: str, state: PodState) -> None:
         self._events.put((replica, uid, state))

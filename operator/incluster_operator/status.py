@@ -193,6 +193,32 @@ def _replica_statuses(
     return {t: ReplicaStatus(**c) for t, c in sorted(counts.items())}
 
 
+def _present(
+    status: ExperimentStatus,
+    pods: Iterable[ObservedPod],
+    spec: ExperimentSpec,
+    gone: Iterable[str] = (),
+) -> ExperimentStatus:
+    """READY and replica counts of the pods that exist and stay (not deleting or ``gone``).
+
+    A finished experiment's pods are cleaned up: its READY must say 0/4 then, not the
+    4/4 of the moment it ended.
+    """
+    leaving = set(gone)
+    desired = {(t, i) for t, r in spec.replicas.items() for i in range(r.replicas)}
+    staying: dict[tuple[str, int], ObservedPod] = {}
+    for pod in pods:
+        if pod.key in desired and not pod.deleting and pod.name not in leaving:
+            staying.setdefault(pod.key, pod)
+    running = sum(1 for p in staying.values() if p.phase == "Running")
+    return status.model_copy(
+        update={
+            "replica_statuses": _replica_statuses(staying.values(), spec.replicas),
+            "ready": f"{running}/{len(desired)}",
+        }
+    )
+
+
 def _cleanup(pods: Iterable[ObservedPod], policy: str) -> tuple[str, ...]:
     """Pods to delete once the experiment has finished, per cleanPodPolicy."""
     if policy == "None":
@@ -257,9 +283,12 @@ def _finish(
     policy = spec.run_policy.clean_pod_policy if spec else "None"
     ttl = spec.run_policy.ttl_seconds_after_finished if spec else None
     expired, requeue = _ttl(finished, ttl, now)
+    delete = _cleanup(pods, policy)
+    if spec is not None:
+        finished = _present(finished, pods, spec, delete)
     return Decision(
         status=finished,
-        delete=_cleanup(pods, policy),
+        delete=delete,
         events=(Event("Normal" if phase == "Succeeded" else "Warning", reason, message),),
         delete_experiment=expired,
         requeue_after=requeue,
@@ -373,12 +402,15 @@ def reconcile(
     )
 
     if prev.phase in FINISHED:
-        # The status is final (counts as they were at the end); only cleanup and TTL remain.
+        # The outcome is final; the counts follow the pods that are left (cleanup may
+        # delete them, or someone else). Only cleanup and TTL remain to do.
         final = prev.model_copy(update={"observed_generation": status.observed_generation})
+        delete = _cleanup(observed, spec.run_policy.clean_pod_policy)
+        final = _present(final, observed, spec, delete)
         expired, requeue = _ttl(final, spec.run_policy.ttl_seconds_after_finished, now)
         return Decision(
             status=final,
-            delete=_cleanup(observed, spec.run_policy.clean_pod_policy),
+            delete=delete,
             delete_experiment=expired,
             requeue_after=requeue,
         )

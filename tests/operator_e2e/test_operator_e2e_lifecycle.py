@@ -114,7 +114,13 @@ def test_clean_pod_policy_all_deletes_finished_pods_too(kube: Kube) -> None:
     kube.set_pod("all-master-0", "Succeeded")
     kube.wait_phase("all", "Succeeded")
     wait_for(lambda: not kube.pods("all"), message="every pod deleted")
-    assert kube.status("all")["replicaStatuses"]["worker"]["succeeded"] == 1
+    # READY and the counts are of the pods that exist: none are left.
+    kube.wait_status("all", lambda s: s.get("ready") == "0/2", "READY 0/2 after cleanup")
+    assert kube.status("all")["replicaStatuses"]["worker"] == {
+        "active": 0,
+        "succeeded": 0,
+        "failed": 0,
+    }
 
 
 def test_all_workers_policy_waits_for_every_worker(kube: Kube) -> None:

@@ -261,7 +261,7 @@ def busy_addresses(prepared: Prepared) -> list[str]:
     return busy
 
 
-class Stopped(Exception):  # noqa: N818 - a signal, like KeyboardInterrupt
+class Stopped(Exception):
     """A stop signal arrived; raised in the main thread as SIGINT raises KeyboardInterrupt."""
 
     def __init__(self, signum: int) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -74,9 +73,6 @@ def _chosen_path(args: argparse.Namespace) -> str | None:
 
 
 def _metrics(args: argparse.Namespace) -> int:
-    if not os.path.exists(args.path):
-        print(f"incluster metrics: {args.path} does not exist", file=sys.stderr)
-        return 2
     path = _chosen_path(args)
     if path is None:
         return 2

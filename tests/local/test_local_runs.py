@@ -155,3 +155,20 @@ def test_project_defaults_to_the_namespace(tmp_path, capsys, missing):
     doc = yaml.safe_load(path.read_text())
     assert missing not in doc["spec"]
     assert _run(path, tmp_path / "out") == 0, capsys.readouterr()
+
+
+def test_a_run_id_that_exists_is_refused_and_nothing_is_written(tmp_path, monkeypatch, capsys):
+    from incluster_operator.local import runner
+
+    taken = uuid.UUID("0b5e0c1e-7c44-4f4b-9d1c-2a0f3f6f0c11")
+    monkeypatch.setattr(runner.uuid, "uuid4", lambda: taken)
+    path = _manifest(tmp_path)
+    namespace = yaml.safe_load(path.read_text())["metadata"]["namespace"]
+    out = tmp_path / "out"
+    existing = out / namespace / namespace / "twice" / str(taken)
+    existing.mkdir(parents=True)
+    (existing / "keep.txt").write_text("mine")
+    assert _run(path, out) == 2
+    assert f"run id {taken} is taken; nothing was written" in capsys.readouterr().err
+    assert [p.name for p in existing.iterdir()] == ["keep.txt"]
+    assert not (out / ".incluster").exists()

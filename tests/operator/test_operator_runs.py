@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from incluster_operator import status
-from incluster_operator.desired import Desired, admit, run_of
+from incluster_operator.desired import Desired, admit, ignored_change, run_of
+from incluster_operator.render.context import spec_document
 from incluster_operator.settings import Settings
 
 NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
@@ -70,3 +71,46 @@ def test_a_recorded_ref_stays_even_if_the_referenced_experiment_was_recreated():
     got = admit(body(recorded), Settings(), NOW, lambda name: "run-2")
     assert isinstance(got, Desired)
     assert ref_mount(got).endswith("/first/run-1")
+
+
+def test_a_new_generation_after_a_failure_before_pods_is_admitted_again():
+    failed = {
+        "phase": "Failed",
+        "observedGeneration": 1,
+        "completionTime": "2026-01-01T11:00:00Z",
+        "conditions": [
+            {"type": t, "status": "True", "reason": "InvalidSpec", "message": "bad",
+             "lastTransitionTime": "2026-01-01T11:00:00Z"}
+            for t in ("InvalidSpec", "Failed")
+        ],
+    }  # fmt: skip
+    same, event = status.readmit(failed, 1, NOW)
+    assert (same, event) == (failed, None)  # the same generation stays failed
+    fresh, event = status.readmit(failed, 2, NOW)
+    assert fresh is not None
+    assert event is not None
+    assert event.reason == "SpecChanged"
+    assert "phase" not in fresh
+    assert "completionTime" not in fresh
+    assert {c["type"]: c["status"] for c in fresh["conditions"]} == {
+        "InvalidSpec": "False",
+        "Failed": "False",
+    }
+
+
+def test_an_edit_of_a_started_run_names_the_fields_and_the_fix():
+    started = admit(body(refs=()), Settings(), NOW)
+    assert isinstance(started, Desired)
+    run_spec = spec_document(started.spec)
+    assert ignored_change(body(refs=()), run_spec, Settings()) is None
+    edited = body(refs=())
+    edited["metadata"]["generation"] = 2
+    edited["spec"]["replicas"]["master"]["port"] = 3333
+    message = ignored_change(edited, run_spec, Settings())
+    assert message is not None
+    assert message.startswith("generation 2 changes spec.replicas.master.port while the run")
+    assert "delete the Experiment and apply it again" in message
+    edited["spec"]["replicas"]["master"]["replicas"] = 2  # invalid (one master)
+    invalid = ignored_change(edited, run_spec, Settings())
+    assert invalid is not None
+    assert "is not valid either (spec.replicas.master.replicas" in invalid

@@ -57,6 +57,9 @@ class Progress:
     #: The spec the run started with (the context ConfigMap's ``spec.json``); None while
     #: no run has started. Read once per loop, so an operator restart finds it again.
     run_spec: dict[str, Any] | None = field(default_factory=lambda: _UNKNOWN)
+    #: (generation, what of it is ignored): an edit is judged once per generation, not
+    #: on every pod event (validating the spec again costs more than the round).
+    judged: tuple[int | None, str | None] | None = None
 
 
 def _no_pod(task_type: str, index: int) -> dict[str, Any]:
@@ -95,7 +98,9 @@ def reconcile(
         current, readmitted = status.readmit(current, generation, now)
         run_body = {**body, "status": current}
     else:
-        ignored = ignored_change(body, progress.run_spec, settings)
+        if progress.judged is None or progress.judged[0] != generation:
+            progress.judged = (generation, ignored_change(body, progress.run_spec, settings))
+        ignored = progress.judged[1]
         run_body = {**body, "spec": progress.run_spec}
     admitted = admit(
         run_body, settings, now, lambda ref: run_of(k8s.read_experiment(api, namespace, ref))

@@ -1,9 +1,13 @@
-"""One handle for tests on the emulator or on a real cluster (`INCLUSTER_TEST_KUBECONFIG`).
+"""One handle for tests on a real API server or on the emulator.
 
-Tests written against `Cluster` run unchanged on both: they get a kubeconfig, a private
-namespace, a configured `kubernetes` client, kubectl and a kopf login handler. Features only
-an emulator has (fault injection, cutting watches, the access log) go through
-`cluster.emulator`, which skips the test on a real cluster.
+The real one is the default: the test session's control plane (upstream kube-apiserver
+built by `make control-plane`, started once per run by devcluster.pytest_plugin) or any
+cluster `INCLUSTER_TEST_KUBECONFIG` names. Tests written against `Cluster` run unchanged
+on all of them: they get a kubeconfig, a private namespace, a configured `kubernetes`
+client, kubectl and a kopf login handler. Features only an emulator has (fault injection,
+cutting watches, the access log) go through `cluster.emulator`, which skips the test on a
+real server; tests that exist for those features ask for `cluster(..., emulator=True)`
+and say why.
 """
 
 from __future__ import annotations
@@ -24,7 +28,16 @@ from devcluster.polling import poll
 from devcluster.server import ThreadedCluster
 
 REAL_CLUSTER_ENV = "INCLUSTER_TEST_KUBECONFIG"
+#: Set by the pytest plugin: the session's control plane writes `kubeconfig` (ready) or
+#: `error` (it could not start) into this folder.
+SESSION_DIR_ENV = "INCLUSTER_TEST_CONTROLPLANE_DIR"
+#: How long a test waits for the session's control plane to come up.
+SESSION_START_TIMEOUT = 180.0
 T = TypeVar("T")
+
+
+class ControlPlaneUnavailable(RuntimeError):
+    """The session's control plane could not be built or started; the text says why."""
 
 
 def _emulator_only() -> Any:
@@ -46,10 +59,32 @@ class Cluster:
     namespace: str
     server: ThreadedCluster | None = None
     env: dict[str, str] = field(default_factory=dict)
+    #: True for the session's own control plane: it has no kubelet, our pod runner is its
+    #: node. False for the emulator and for a cluster of your own (it has real nodes).
+    devcluster: bool = False
+    #: The session control plane's audit log (devcluster.audit reads it); None elsewhere.
+    audit_log: Path | None = None
 
     @property
     def is_emulator(self) -> bool:
         return self.server is not None
+
+    def pod_runner(self, root: Path, **options: Any) -> Any:
+        """A pod runner for this test's namespace: on the real server it is a Node of its own.
+
+        Use as a context manager. On a cluster with its own nodes there is nothing to run
+        pods as processes, and the test is skipped.
+        """
+        from devcluster.podrunner import PodRunner
+
+        if self.server is None and not self.devcluster:
+            import pytest
+
+            pytest.skip("pods run as processes only on the devcluster (emulator or real)")
+        if self.server is None:
+            options.setdefault("node", f"node-{self.namespace}")
+            options.setdefault("namespace", self.namespace)
+        return PodRunner(self.api_client(), root, **options)
 
     @property
     def url(self) -> str:
@@ -120,15 +155,36 @@ def wait_for(
     return poll(predicate, timeout, what, interval=interval, error=AssertionError)
 
 
+def create_namespace(core: Any, name: str) -> str:
+    """Create the namespace through ``core`` (a CoreV1Api) and wait for its ServiceAccount.
+
+    The ServiceAccount admission plugin refuses pods until the controller-manager has
+    made ``default``, so a test that creates a pod at once would otherwise race it.
+    """
+    import kubernetes
+
+    core.create_namespace({"metadata": {"name": name}})
+
+    def account() -> bool:
+        try:
+            core.read_namespaced_service_account("default", name)
+        except kubernetes.client.ApiException as e:
+            if e.status != 404:
+                raise
+            return False
+        return True
+
+    poll(account, 30.0, f"the default ServiceAccount of namespace {name}", interval=0.05)
+    return name
+
+
 def _create_namespace(kubeconfig: Path, name: str) -> None:
     import kubernetes
 
     with kubernetes.config.new_client_from_config(  # type: ignore[no-untyped-call]
         config_file=str(kubeconfig)
     ) as client:
-        kubernetes.client.CoreV1Api(client).create_namespace(
-            kubernetes.client.V1Namespace(metadata=kubernetes.client.V1ObjectMeta(name=name))
-        )
+        create_namespace(kubernetes.client.CoreV1Api(client), name)
 
 
 def _delete_namespace(kubeconfig: Path, name: str) -> None:
@@ -144,27 +200,65 @@ def _delete_namespace(kubeconfig: Path, name: str) -> None:
                 raise
 
 
+def session_kubeconfig(environ: Mapping[str, str]) -> tuple[Path, Path | None] | None:
+    """The real cluster's kubeconfig and, for the session's devcluster, its audit log.
+
+    Waits for the session's control plane while it starts; raises
+    ``ControlPlaneUnavailable`` with its reason if it could not.
+    """
+    session = environ.get(SESSION_DIR_ENV)
+    if session:
+        folder = Path(session)
+
+        def settled() -> Path | None:
+            error = folder / "error"
+            if error.exists():
+                raise ControlPlaneUnavailable(error.read_text(encoding="utf-8"))
+            ready = folder / "kubeconfig"
+            return ready if ready.exists() else None
+
+        path = poll(settled, SESSION_START_TIMEOUT, "the session's control plane", interval=0.1)
+        assert path is not None
+        return path, folder / "data" / "logs" / "audit.log"
+    real = environ.get(REAL_CLUSTER_ENV)
+    if not real:
+        return None
+    path = Path(real).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{REAL_CLUSTER_ENV}={real!r}: no such kubeconfig file; unset it to use the "
+            "session's own control plane"
+        )
+    return path, None
+
+
 @contextmanager
 def cluster(
-    tmp_path: Path, environ: Mapping[str, str] | None = None, **options: Any
+    tmp_path: Path,
+    environ: Mapping[str, str] | None = None,
+    *,
+    emulator: bool = False,
+    **options: Any,
 ) -> Iterator[Cluster]:
-    """A fresh emulator, or the real cluster named by INCLUSTER_TEST_KUBECONFIG.
+    """The session's real API server (or INCLUSTER_TEST_KUBECONFIG's), or a fresh emulator.
 
-    Either way the test gets its own namespace (deleted afterwards on a real cluster).
+    ``emulator=True`` asks for the emulator whatever the session has: for fault injection
+    and the other things only it can do. Either way the test gets its own namespace
+    (deleted afterwards on a real server).
     """
     environ = os.environ if environ is None else environ
     namespace = f"t-{secrets.token_hex(4)}"
-    real = environ.get(REAL_CLUSTER_ENV)
-    if real:
-        path = Path(real).expanduser()
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"{REAL_CLUSTER_ENV}={real!r}: no such kubeconfig file; "
-                "unset it to use the emulator"
-            )
+    real = None if emulator else session_kubeconfig(environ)
+    if real is not None:
+        path, audit_log = real
         _create_namespace(path, namespace)
         try:
-            yield Cluster(kubeconfig=path, namespace=namespace)
+            yield Cluster(
+                kubeconfig=path,
+                namespace=namespace,
+                devcluster=audit_log is not None,
+                audit_log=audit_log,
+            )
         finally:
             _delete_namespace(path, namespace)
         return

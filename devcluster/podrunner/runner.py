@@ -131,7 +131,7 @@ class _PodWorker:
             self._pod,
             self._runner.api,
             self._runner.layout,
-            node=Node(pod_ip=pod_ip, node_name=NODE_NAME),
+            node=Node(pod_ip=pod_ip, node_name=self._runner.node or NODE_NAME),
             base_env=self._runner.base_env,
             workdir=self._runner.workdir,
         )
@@ -195,7 +195,13 @@ class _PodWorker:
 
 
 class PodRunner:
-    """Runs every pod of the API it watches; ``start()``, then ``stop()`` (or a ``with``).
+    """Runs the pods of the API it watches; ``start()``, then ``stop()`` (or a ``with``).
+
+    On the emulator (``node=None``) it runs every pod, as the emulator has no scheduler.
+    On a real API server it is the node named ``node``: it registers that Node, binds the
+    pods that have none and no scheduling gates (kube-scheduler's job), runs only pods
+    bound to it, and confirms their deletion once their processes stopped (a kubelet's
+    job). ``namespace`` limits it to one namespace, so parallel tests each have a node.
 
     Pods already finished (phase Succeeded/Failed) are left alone, so restarting the
     runner does not re-run them. Volume files follow their sources every
@@ -217,8 +223,12 @@ class PodRunner:
         retry_interval: float = 0.5,
         refresh_interval: float = 10.0,
         backoff: Backoff = DEFAULT_BACKOFF,
+        node: str | None = None,
+        namespace: str | None = None,
     ) -> None:
         self.api = Api(api_client)
+        self.node = node
+        self.namespace = namespace
         self.layout = Layout(root, host_paths=dict(host_paths or {}))
         self.retry_interval = retry_interval
         self.refresh_interval = refresh_interval
@@ -245,6 +255,8 @@ class PodRunner:
         self.stop()
 
     def start(self) -> PodRunner:
+        if self.node is not None:
+            self.api.register_node(self.node, "127.0.0.1")
         self._thread.start()
         return self
 
@@ -263,6 +275,9 @@ class PodRunner:
         for t in threads:
             t.join()
         self._thread.join(timeout=10)
+        if self.node is not None:
+            # Pods still bound here are orphaned; the pod garbage collector removes them.
+            self.api.delete_node(self.node)
 
     # -- the watch ----------------------------------------------------------------------
 
@@ -277,7 +292,7 @@ class PodRunner:
                 self._stopping.wait(1.0)
 
     def _sync_and_watch(self) -> None:
-        pods, version = self.api.list_pods()
+        pods, version = self.api.list_pods(self.namespace)
         present = {_key(p) for p in pods}
         for pod in pods:
             self._observe("ADDED", pod)
@@ -291,9 +306,14 @@ class PodRunner:
         kwargs: dict[str, Any] = {"timeout_seconds": 60}
         if version:
             kwargs["resource_version"] = version
-        stream = self._watch.stream(  # type: ignore[no-untyped-call]
-            self.api.core.list_pod_for_all_namespaces, **kwargs
-        )
+        if self.namespace is None:
+            stream = self._watch.stream(  # type: ignore[no-untyped-call]
+                self.api.core.list_pod_for_all_namespaces, **kwargs
+            )
+        else:
+            stream = self._watch.stream(  # type: ignore[no-untyped-call]
+                self.api.core.list_namespaced_pod, self.namespace, **kwargs
+            )
         for event in stream:
             if self._stopping.is_set():
                 return
@@ -304,10 +324,25 @@ class PodRunner:
     def _observe(self, kind: str, pod: Mapping[str, Any]) -> None:
         key = _key(pod)
         meta = pod.get("metadata") or {}
+        spec = pod.get("spec") or {}
+        mine = self.node is None or spec.get("nodeName") == self.node
         if kind == "DELETED" or meta.get("deletionTimestamp"):
-            self._forget(key)
+            if kind != "DELETED" and mine and self.node is not None:
+                self._forget(key, confirm=(str(meta.get("namespace")), str(meta.get("name"))))
+            else:
+                self._forget(key)
             return
         phase = (pod.get("status") or {}).get("phase")
+        if self.node is not None and not spec.get("nodeName"):
+            if not spec.get("schedulingGates") and phase not in FINISHED:
+                ns, name = str(meta.get("namespace")), str(meta.get("name"))
+                try:
+                    self.api.bind(ns, name, str(meta.get("uid")), self.node)
+                except Exception:  # the next event or re-list tries again
+                    log.exception("binding pod %s/%s", ns, name)
+            return  # the watch brings it back bound
+        if not mine:
+            return
         with self._lock:
             if key in self._workers or self._stopping.is_set() or phase in FINISHED:
                 return
@@ -316,9 +351,20 @@ class PodRunner:
         log.info("starting pod %s/%s", worker.namespace, worker.name)
         worker.start()
 
-    def _forget(self, key: str) -> None:
+    def _forget(self, key: str, confirm: tuple[str, str] | None = None) -> None:
+        """Stop the pod's processes; with ``confirm``, then remove the terminating pod."""
         with self._lock:
             worker = self._workers.pop(key, None)
-        if worker is not None:
-            log.info("stopping pod %s/%s", worker.namespace, worker.name)
-            threading.Thread(target=worker.stop, daemon=True).start()
+
+        def finish() -> None:
+            if worker is not None:
+                log.info("stopping pod %s/%s", worker.namespace, worker.name)
+                worker.stop()
+            if confirm is not None:
+                try:
+                    self.api.finish_deletion(*confirm, uid=key)
+                except Exception:
+                    log.exception("confirming the deletion of pod %s/%s", *confirm)
+
+        if worker is not None or confirm is not None:
+            threading.Thread(target=finish, daemon=True).start()

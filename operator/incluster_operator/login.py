@@ -24,7 +24,10 @@ def connection_info(
     configuration: k8s_client.Configuration, default_namespace: str | None = None
 ) -> kopf.ConnectionInfo:
     """kopf logs in exactly where the ``kubernetes`` client goes (same host, CA, token)."""
-    authorization = (configuration.api_key or {}).get("authorization", "")
+    # kubernetes >= 26 keeps a kubeconfig's or a pod's token under "BearerToken" (with its
+    # "Bearer " prefix); older ones under "authorization". Missing it logs in anonymously.
+    keys = configuration.api_key or {}
+    authorization = keys.get("BearerToken") or keys.get("authorization") or ""
     scheme, _, token = authorization.partition(" ")
     return kopf.ConnectionInfo(
         server=configuration.host,

@@ -8,12 +8,6 @@ The operator is started as a local process with exactly the Deployment's command
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,45 +15,11 @@ import helm_python
 import pytest
 import yaml
 
-from devcluster.testing import Cluster, wait_for
-from tests.chart.manifests import (
-    first_experiment,
-    install_yaml,
-    notes,
-    operator_invocation,
-    rbac_grants,
-    render_manifests,
-)
+from devcluster.testing import Cluster
+from tests.chart.conftest import operator_process
+from tests.chart.manifests import first_experiment, notes, rbac_grants, render_manifests
 
 pytestmark = pytest.mark.cluster
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@pytest.fixture
-def installed(
-    cluster: Cluster, chart: helm_python.Chart, tmp_path: Path
-) -> Iterator[tuple[str, dict[str, Any]]]:
-    """The chart applied into the test's namespace, watching only that namespace."""
-    release = f"ic-{cluster.namespace}"
-    values = {
-        "watch": {"allNamespaces": False, "namespaces": [cluster.namespace]},
-        "health": {"port": free_port()},
-    }
-    stream = tmp_path / "install.yaml"
-    stream.write_text(install_yaml(chart, values, release=release, namespace=cluster.namespace))
-    cluster.kubectl("apply", "-f", str(stream))
-    try:
-        yield release, values
-    finally:
-        # Namespaced objects go with the test's namespace; the CRD is shared and stays.
-        name = f"{release}-incluster"
-        cluster.kubectl("delete", "clusterrolebinding,clusterrole", name, "--ignore-not-found")
 
 
 def kubectl_json(cluster: Cluster, *args: str) -> Any:
@@ -103,34 +63,5 @@ def test_operator_starts_from_the_deployments_command_and_env(
 ) -> None:
     release, values = installed
     manifests = render_manifests(chart, values, release=release, namespace=cluster.namespace)
-    argv, env = operator_invocation(manifests)
-    kopf = Path(sys.executable).with_name(argv[0])
-    process_env = {
-        **env,
-        "PATH": os.environ.get("PATH", ""),
-        "KUBECONFIG": str(cluster.kubeconfig),
-        "HOME": str(tmp_path),
-    }
-    url = f"http://127.0.0.1:{values['health']['port']}/healthz"
-
-    def healthy() -> bool:
-        if process.poll() is not None:
-            raise AssertionError(f"the operator exited with {process.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=1) as reply:
-                return bool(reply.status == 200)
-        except OSError:
-            return False
-
-    log = tmp_path / "operator.log"
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [str(kopf), *argv[1:]], env=process_env, stdout=out, stderr=subprocess.STDOUT
-        )
-        try:
-            wait_for(healthy, timeout=60, interval=0.1, message="the operator's /healthz")
-        except AssertionError as e:
-            raise AssertionError(f"{e}\n{log.read_text()}") from None
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
+    with operator_process(manifests, values, cluster.kubeconfig, tmp_path):
+        pass  # healthy: operator_process waited for /healthz

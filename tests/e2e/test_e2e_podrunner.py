@@ -1,4 +1,4 @@
-"""The pod runner against the emulator: pods become processes, status comes back."""
+"""The pod runner as a node: pods become processes, status comes back, as from a kubelet."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import kubernetes
 import pytest
 from incluster_operator.local.podrun import Backoff
 
-from devcluster.podrunner import PodRunner
 from devcluster.testing import Cluster, wait_for
 
 pytestmark = pytest.mark.cluster
@@ -23,18 +22,13 @@ def core(cluster: Cluster):
 
 @pytest.fixture
 def runner(cluster: Cluster, tmp_path: Path):
-    if not cluster.is_emulator:
-        pytest.skip("the pod runner is the emulator's kubelet; a real cluster has its own")
-    with (
-        cluster.api_client() as api,
-        PodRunner(
-            api,
-            tmp_path / "runner",
-            workdir=tmp_path,
-            backoff=Backoff(0.05, 0.2),
-            refresh_interval=0.2,
-        ) as r,
-    ):
+    """The pod runner; on the real API server, a Node of this test's own that binds pods."""
+    with cluster.pod_runner(
+        tmp_path / "runner",
+        workdir=tmp_path,
+        backoff=Backoff(0.05, 0.2),
+        refresh_interval=0.2,
+    ) as r:
         yield r
 
 
@@ -189,6 +183,8 @@ def test_a_pod_that_cannot_run_locally_fails_with_the_field_to_fix(cluster, core
 
 
 def test_containers_can_reach_the_api_they_run_under(cluster, core, runner, tmp_path):
+    if not cluster.is_emulator:
+        pytest.skip("plain HTTP without credentials is the emulator's; see the bound token test")
     ns = cluster.namespace
     code = (
         "import json, os, urllib.request;"
@@ -202,3 +198,53 @@ def test_containers_can_reach_the_api_they_run_under(cluster, core, runner, tmp_
     log = next((tmp_path / "runner" / "pods" / ns).glob("caller-*")) / "logs" / "main.log"
     host, port = cluster.url.removeprefix("http://").rsplit(":", 1)
     assert log.read_text().split() == [ns, host, port]
+
+
+def test_projected_token_is_bound_to_the_pod_as_a_kubelet_mints_it(cluster, core, runner, tmp_path):
+    """The node mints projected ServiceAccount tokens through TokenRequest, bound to the pod.
+
+    A TokenReview with the audience names the pod (name and uid), the way the operator's
+    report API identifies a replica; deleting the pod invalidates the token.
+    """
+    if cluster.is_emulator:
+        pytest.skip("the emulator signs no tokens and serves no TokenReview")
+    ns = cluster.namespace
+    volume = {
+        "name": "ctx",
+        "projected": {
+            "sources": [
+                {
+                    "serviceAccountToken": {
+                        "audience": "incluster.dev",
+                        "expirationSeconds": 600,
+                        "path": "token",
+                    }
+                }
+            ]
+        },
+    }
+    mount = {"name": "ctx", "mountPath": "/var/run/incluster"}
+    sleeper = py("main", "import time; time.sleep(60)", volumeMounts=[mount])
+    created = core.create_namespaced_pod(ns, pod("holder", [sleeper], volumes=[volume]))
+    wait_for(lambda: phase_of(core, ns, "holder") == "Running", timeout=30, message="running")
+    token_file = next((tmp_path / "runner" / "pods" / ns).glob("holder-*")) / "volumes/ctx/token"
+    token = token_file.read_text()
+
+    def review(audience: str) -> kubernetes.client.V1TokenReviewStatus:
+        body = kubernetes.client.V1TokenReview(
+            spec=kubernetes.client.V1TokenReviewSpec(token=token, audiences=[audience])
+        )
+        return kubernetes.client.AuthenticationV1Api().create_token_review(body).status
+
+    status = review("incluster.dev")
+    assert status.authenticated
+    assert status.user.username == f"system:serviceaccount:{ns}:default"
+    assert status.user.extra["authentication.kubernetes.io/pod-name"] == ["holder"]
+    assert status.user.extra["authentication.kubernetes.io/pod-uid"] == [created.metadata.uid]
+    assert not review("another-audience").authenticated
+    core.delete_namespaced_pod("holder", ns)
+    wait_for(
+        lambda: not review("incluster.dev").authenticated,
+        timeout=30,
+        message="the token to die with its pod",
+    )

@@ -1,7 +1,12 @@
-"""Fixtures for the emulator's own tests: the Widget CRD installed and its API client."""
+"""Fixtures for the emulator's own tests: the Widget CRD installed and its API client.
+
+These tests are the emulator's own, so their `cluster` is always the emulator (marked
+`emulator`), whatever the session's API server is.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import kubernetes
@@ -9,6 +14,19 @@ import pytest
 from emulator_crd import GROUP, PLURAL, WIDGET_CRD
 
 from devcluster.testing import Cluster, wait_for
+
+HERE = Path(__file__).parent
+
+
+@pytest.fixture
+def cluster(emulator_cluster: Cluster) -> Cluster:
+    return emulator_cluster
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if HERE in Path(str(item.path)).parents:
+            item.add_marker(pytest.mark.emulator)
 
 
 @pytest.fixture

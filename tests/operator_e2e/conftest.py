@@ -1,12 +1,13 @@
-"""One emulator and one operator per test module; one namespace per test.
+"""One operator per test module on the session's API server; one namespace per test.
 
-Starting kopf costs about half a second and the emulator's fixture is per test, so the
-operator is shared by a module's tests, which stay independent through namespaces of
-their own (fault injection and request counts filter on them).
+Starting kopf costs about half a second, so the operator is shared by a module's tests,
+which stay independent through namespaces of their own (fault injection and request
+counts filter on them). A module that needs the emulator names why in EMULATOR_BECAUSE.
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,16 +34,30 @@ def _crd_served(client: Any) -> bool:
 
 
 @pytest.fixture(scope="module")
-def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
-    """The emulator with the Experiment CRD, and the operator watching every namespace."""
-    with cluster(tmp_path_factory.mktemp("cluster")) as handle:
-        handle.kubectl("apply", "-f", str(CRD))
+def running(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Running]:
+    """The API server with the Experiment CRD, and the operator watching every namespace.
+
+    The session's real API server, unless the module says in ``EMULATOR_BECAUSE`` why it
+    needs the emulator (fault injection, cut watches).
+    """
+    emulator = bool(getattr(request.module, "EMULATOR_BECAUSE", ""))
+    with cluster(tmp_path_factory.mktemp("cluster"), emulator=emulator) as handle:
+        # Server-side apply: modules in parallel may install the same CRD at once (the
+        # emulator serves no server-side apply, and has a server per module anyway).
+        ssa = () if handle.is_emulator else ("--server-side", "--force-conflicts")
+        handle.kubectl("apply", *ssa, "-f", str(CRD))
         client = handle.api_client()
         wait_for(lambda: _crd_served(client), message="the Experiment CRD to be served")
         configuration = k8s.load_configuration({"KUBECONFIG": str(handle.kubeconfig)})
-        operator = OperatorThread(Settings(), configuration).start()
+        # On a shared API server each module's operator watches only its own namespaces
+        # (a kopf glob), so parallel modules never reconcile each other's experiments.
+        prefix = f"t{secrets.token_hex(3)}"
+        settings = Settings(namespaces=None if handle.is_emulator else (f"{prefix}-*",))
+        operator = OperatorThread(settings, configuration).start()
         try:
-            yield Running(cluster=handle, operator=operator, client=client)
+            yield Running(cluster=handle, operator=operator, client=client, prefix=prefix)
         finally:
             operator.stop()
             client.close()
@@ -50,6 +65,6 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
 
 @pytest.fixture
 def kube(running: Running) -> Kube:
-    """A fresh namespace on the shared emulator, seen through the real client."""
-    namespace = new_namespace(running.cluster, running.client)
+    """A fresh namespace on the module's API server, seen through the real client."""
+    namespace = new_namespace(running.cluster, running.client, running.prefix)
     return Kube(cluster=running.cluster, namespace=namespace, client=running.client)

@@ -23,7 +23,12 @@ from incluster_operator.api import names
 from incluster_operator.api.models import GROUP, PLURAL, VERSION
 from incluster_operator.settings import Settings
 
-from devcluster.testing import Cluster, wait_for
+from devcluster import audit
+from devcluster.testing import Cluster, create_namespace, wait_for
+
+#: How long a test waits for owner-reference garbage collection. kube-controller-manager's
+#: collector learns a new CRD's resources at its next discovery sync (every 30 s).
+GC_TIMEOUT = 60.0
 
 
 class OperatorThread:
@@ -77,11 +82,13 @@ class OperatorThread:
 
 @dataclass
 class Running:
-    """A module's emulator and operator (the ``running`` fixture)."""
+    """A module's API server and operator (the ``running`` fixture)."""
 
     cluster: Cluster
     operator: OperatorThread
     client: Any
+    #: The module's namespaces are ``<prefix>-<random>``; its operator watches those only.
+    prefix: str = "t"
 
 
 def container(name: str = "main") -> dict[str, Any]:
@@ -228,7 +235,15 @@ class Kube:
         return wait_for(check, timeout=timeout, message=f"{name}: {count} pod(s)")
 
     def calls(self, verb: str, resource: str, name: str | None = None) -> int:
-        """API calls in this namespace as the emulator's access log counts them (failed too)."""
+        """API writes in this namespace (failed ones too): the emulator's access log, or the
+        real control plane's audit log."""
+        log = self.cluster.audit_log
+        if log is not None:
+            return sum(
+                1
+                for r in audit.requests(log, self.namespace)
+                if (r.verb, r.resource) == (verb, resource) and name in (None, r.name)
+            )
         return sum(
             count
             for access, count in self.cluster.emulator.access_log.items()
@@ -245,17 +260,19 @@ class Kube:
         return None
 
     def events(self, name: str) -> list[tuple[str, str, str]]:
-        """(type, reason, message) of the Events posted on the experiment, oldest first."""
+        """(type, reason, message) of the Events posted on the experiment, oldest first.
+
+        Oldest first by resourceVersion: Events are only created, and a real server's
+        resourceVersions are etcd revisions, increasing with each write (names are random).
+        """
         listed = self.core.list_namespaced_event(self.namespace)
         return [
             (e.type, e.reason, e.message)
-            for e in sorted(listed.items, key=lambda e: e.metadata.name)
+            for e in sorted(listed.items, key=lambda e: int(e.metadata.resource_version))
             if e.involved_object.name == name and e.involved_object.kind == "Experiment"
         ]
 
 
-def new_namespace(cluster: Cluster, client: Any) -> str:
+def new_namespace(cluster: Cluster, client: Any, prefix: str = "t") -> str:
     """A namespace of its own per test: fault injection and counts filter on it."""
-    namespace = f"t-{secrets.token_hex(4)}"
-    kubernetes.client.CoreV1Api(client).create_namespace({"metadata": {"name": namespace}})
-    return namespace
+    return create_namespace(kubernetes.client.CoreV1Api(client), f"{prefix}-{secrets.token_hex(4)}")

@@ -1,4 +1,4 @@
-"""Injected API errors (kmock's DSL): the operator retries and never trusts a 409 blindly.
+"""Injected API errors and cut watches: the operator retries and never trusts a 409 blindly.
 
 A module of its own: kmock matches every later request against the registered reactions,
 which would slow down a shared emulator for unrelated tests.
@@ -11,7 +11,8 @@ import pytest
 from incluster_operator.render import access
 from operator_e2e_harness import Kube, experiment, replica
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.emulator]
+EMULATOR_BECAUSE = "fault injection: kmock answers chosen requests with 409, 500 or 422"
 
 
 def test_injected_conflict_on_create_is_verified_not_trusted(kube: Kube) -> None:
@@ -57,3 +58,15 @@ def test_a_pod_the_api_server_rejects_fails_the_experiment(kube: Kube) -> None:
     assert secret not in {
         s.metadata.name for s in kube.core.list_namespaced_secret(kube.namespace).items
     }
+
+
+def test_dropped_watches_are_resumed(kube: Kube) -> None:
+    kube.create(experiment("cut", {"master": replica()}))
+    kube.wait_pods("cut", 1)
+    kube.wait_phase("cut", "Pending")
+    assert kube.cluster.cut_watches() > 0
+    kube.set_pod("cut-master-0", "Running")
+    kube.wait_phase("cut", "Running")
+    kube.cluster.cut_watches()
+    kube.set_pod("cut-master-0", "Succeeded")
+    kube.wait_phase("cut", "Succeeded")

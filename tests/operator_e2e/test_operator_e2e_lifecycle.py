@@ -12,7 +12,7 @@ from incluster_operator import handlers, k8s
 from incluster_operator.api import names
 from incluster_operator.render import access
 from incluster_operator.settings import Settings
-from operator_e2e_harness import Kube, Running, experiment, replica
+from operator_e2e_harness import GC_TIMEOUT, Kube, Running, experiment, replica
 
 from devcluster.testing import wait_for
 
@@ -148,7 +148,7 @@ def test_deleting_the_experiment_deletes_its_children(kube: Kube) -> None:
     kube.wait_phase("gone", "Pending")
     kube.delete("gone")
     wait_for(lambda: kube.get("gone") is None, message="experiment deleted (finalizer removed)")
-    wait_for(lambda: not kube.pods("gone"), message="pods garbage-collected")
+    wait_for(lambda: not kube.pods("gone"), timeout=GC_TIMEOUT, message="pods garbage-collected")
     wait_for(
         lambda: (
             not kube.core.list_namespaced_config_map(
@@ -156,6 +156,7 @@ def test_deleting_the_experiment_deletes_its_children(kube: Kube) -> None:
             ).items
         ),
         message="context ConfigMap garbage-collected",
+        timeout=GC_TIMEOUT,
     )
 
 

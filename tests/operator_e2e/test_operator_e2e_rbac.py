@@ -17,7 +17,9 @@ from operator_e2e_harness import Kube, experiment, pod_status, replica
 from devcluster.testing import wait_for
 from tests.chart.manifests import CHART_DIR, of_kind, rbac_grants, render_manifests
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.emulator]
+#: Real RBAC enforcement of the same rules: tests/chart/test_chart_rbac_real.py.
+EMULATOR_BECAUSE = "compares the rules with the emulator's log of every request, reads included"
 
 #: This test's own writes: the user creating the Experiment, the kubelet reporting pods.
 TEST_WRITES = {("incluster.dev", "experiments", "create"), ("", "pods/status", "patch")}

@@ -1,4 +1,4 @@
-"""Restarts and dropped watches: the operator converges without duplicates."""
+"""Restarts: the operator converges without duplicates (dropped watches: the faults module)."""
 
 from __future__ import annotations
 
@@ -56,15 +56,3 @@ def test_restart_of_a_finished_experiment_changes_nothing(kube: Kube, running: R
     kube.wait_phase("later", "Pending")
     assert kube.events("fin") == events
     assert kube.calls("create", "services") == 2  # fin's and later's, no re-creation
-
-
-def test_dropped_watches_are_resumed(kube: Kube) -> None:
-    kube.create(experiment("cut", {"master": replica()}))
-    kube.wait_pods("cut", 1)
-    kube.wait_phase("cut", "Pending")
-    assert kube.cluster.cut_watches() > 0
-    kube.set_pod("cut-master-0", "Running")
-    kube.wait_phase("cut", "Running")
-    kube.cluster.cut_watches()
-    kube.set_pod("cut-master-0", "Succeeded")
-    kube.wait_phase("cut", "Succeeded")

@@ -117,6 +117,22 @@ def create_experiment(api: Any, namespace: str, name: str, refs: list[str]) -> N
         utils.create_from_dict(api, obj, namespace=namespace)
 
 
+HERE = Path(__file__).parent
+
+
+@pytest.fixture
+def cluster(emulator_cluster: Any) -> Any:
+    """The emulator: these tests drive the per-experiment token design (Secret, Role,
+    TokenRequest) through fault injection; the design is being replaced (DESIGN.md s.3)."""
+    return emulator_cluster
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if HERE in Path(str(item.path)).parents:
+            item.add_marker(pytest.mark.emulator)
+
+
 @pytest.fixture
 def api(cluster: Any) -> Iterator[Any]:
     client = cluster.api_client()

@@ -12,6 +12,22 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 
+@dataclass(frozen=True)
+class TokenRequest:
+    """What a projected ``serviceAccountToken`` source asks for, bound to its pod.
+
+    A kubelet binds the token to the pod (name and uid), so it dies with the pod and a
+    TokenReview names the pod; the pod runner does the same.
+    """
+
+    namespace: str
+    service_account: str
+    audience: str
+    pod_name: str = ""
+    pod_uid: str = ""
+    expiration_seconds: int = 3600
+
+
 class Lookups(Protocol):
     """Answers a pod's references; ``None`` means "does not exist (yet)"."""
 
@@ -23,7 +39,7 @@ class Lookups(Protocol):
         """The Secret's data, base64-decoded."""
         ...
 
-    def token(self, namespace: str, service_account: str, audience: str) -> bytes:
+    def token(self, request: TokenRequest) -> bytes:
         """A token for a projected ``serviceAccountToken`` source."""
         ...
 
@@ -43,7 +59,7 @@ class StaticLookups:
     def secret(self, namespace: str, name: str) -> Mapping[str, bytes] | None:
         return self.secrets.get((namespace, name))
 
-    def token(self, namespace: str, service_account: str, audience: str) -> bytes:
+    def token(self, request: TokenRequest) -> bytes:
         return self.fixed_token
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from incluster_operator.local import paths
 from incluster_operator.local.errors import PodSpecError
-from incluster_operator.local.lookups import Lookups
+from incluster_operator.local.lookups import Lookups, TokenRequest
 
 #: Env a container inherits from the machine, besides what its spec sets: enough to
 #: find ``python`` and keep the locale, nothing that could leak the user's credentials.
@@ -343,7 +343,15 @@ def _volume_files(
                 path = paths.relative_path(token.get("path"), f"{at}.serviceAccountToken.path")
                 account = str(pod.spec.get("serviceAccountName", "default"))
                 audience = str(token.get("audience", ""))
-                files.append((path, lookups.token(namespace, account, audience), 0o600))
+                request = TokenRequest(
+                    namespace,
+                    account,
+                    audience,
+                    pod_name=str(pod.meta.get("name", "")),
+                    pod_uid=str(pod.meta.get("uid", "")),
+                    expiration_seconds=int(token.get("expirationSeconds") or 3600),
+                )
+                files.append((path, lookups.token(request), 0o600))
             else:
                 raise PodSpecError(
                     at,

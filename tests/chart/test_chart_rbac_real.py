@@ -1,0 +1,144 @@
+"""With only the chart's RBAC, on a real API server, the operator runs an experiment's whole life.
+
+The operator process runs with the chart's Deployment command and env and a token of the
+chart's own ServiceAccount, so kube-apiserver's RBAC authorizer (ClusterRoleBindings and
+RoleBindings included) decides every request. The audit log then says what it sent: no
+request was refused, and each is granted by the rendered rules.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import helm_python
+import kubernetes
+import pytest
+import yaml
+
+from devcluster import audit
+from devcluster.testing import Cluster, wait_for
+from tests.chart.conftest import operator_process
+from tests.chart.manifests import of_kind, one, rbac_grants, render_manifests
+
+pytestmark = pytest.mark.cluster
+
+GROUP, VERSION, PLURAL = "incluster.dev", "v1alpha1", "experiments"
+#: This test's own writes (the user creating the Experiment, the kubelet reporting pods)
+#: are the admin's and so never in the ServiceAccount's requests.
+
+
+def service_account_kubeconfig(cluster: Cluster, account: str, path: Path) -> Path:
+    """A kubeconfig for the ServiceAccount: the cluster's server and CA, a bound token."""
+    request = kubernetes.client.AuthenticationV1TokenRequest(
+        spec=kubernetes.client.V1TokenRequestSpec(audiences=[], expiration_seconds=3600)
+    )
+    token = (
+        kubernetes.client.CoreV1Api()
+        .create_namespaced_service_account_token(account, cluster.namespace, request)
+        .status.token
+    )
+    admin = yaml.safe_load(cluster.kubeconfig.read_text())
+    admin["users"] = [{"name": admin["users"][0]["name"], "user": {"token": token}}]
+    path.write_text(yaml.safe_dump(admin))
+    path.chmod(0o600)
+    return path
+
+
+def kubelet(cluster: Cluster, pod: str, phase: str, exit_code: int | None = None) -> None:
+    state: dict[str, Any] = {"running": {"startedAt": "2026-01-01T00:00:00Z"}}
+    if exit_code is not None or phase in ("Succeeded", "Failed"):
+        state = {"terminated": {"exitCode": exit_code or 0, "reason": "Completed"}}
+    status = {
+        "phase": phase,
+        "containerStatuses": [
+            {"name": "main", "ready": False, "restartCount": 0, "image": "x", "imageID": "",
+             "state": state}
+        ],
+    }  # fmt: skip
+    kubernetes.client.CoreV1Api().patch_namespaced_pod_status(
+        pod, cluster.namespace, {"status": status}
+    )
+
+
+def pod_uid(cluster: Cluster, name: str) -> str | None:
+    try:
+        return str(
+            kubernetes.client.CoreV1Api().read_namespaced_pod(name, cluster.namespace).metadata.uid
+        )
+    except kubernetes.client.ApiException as e:
+        if e.status == 404:
+            return None
+        raise
+
+
+def experiment_phase(cluster: Cluster, name: str) -> str | None:
+    try:
+        found = kubernetes.client.CustomObjectsApi().get_namespaced_custom_object(
+            GROUP, VERSION, cluster.namespace, PLURAL, name
+        )
+    except kubernetes.client.ApiException as e:
+        if e.status == 404:
+            return "gone"
+        raise
+    return (found.get("status") or {}).get("phase")
+
+
+def test_the_charts_rights_suffice_and_every_request_is_granted(
+    cluster: Cluster,
+    chart: helm_python.Chart,
+    installed: tuple[str, dict[str, Any]],
+    tmp_path: Path,
+) -> None:
+    if cluster.audit_log is None:
+        pytest.skip("reads the session control plane's audit log")
+    release, values = installed
+    manifests = render_manifests(chart, values, release=release, namespace=cluster.namespace)
+    account = one(manifests, "ServiceAccount")["metadata"]["name"]
+    user = f"system:serviceaccount:{cluster.namespace}:{account}"
+    kubeconfig = service_account_kubeconfig(cluster, account, tmp_path / "operator.kubeconfig")
+
+    with operator_process(manifests, values, kubeconfig, tmp_path):
+        container = {"name": "main", "image": "python:3.11-slim", "command": ["true"]}
+        template = {"spec": {"containers": [container]}}
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "Experiment",
+            "metadata": {"name": "rb"},
+            "spec": {
+                "project": "rbac",
+                "replicas": {
+                    "master": {"replicas": 1, "template": template},
+                    "worker": {"replicas": 1, "restartPolicy": "ExitCode", "template": template},
+                },
+                "runPolicy": {"ttlSecondsAfterFinished": 1},
+            },
+        }
+        kubernetes.client.CustomObjectsApi().create_namespaced_custom_object(
+            GROUP, VERSION, cluster.namespace, PLURAL, body
+        )
+        first = wait_for(lambda: pod_uid(cluster, "rb-worker-0"), timeout=30, message="worker")
+        wait_for(lambda: pod_uid(cluster, "rb-master-0"), timeout=30, message="master")
+        kubelet(cluster, "rb-worker-0", "Failed", exit_code=137)
+        wait_for(
+            lambda: pod_uid(cluster, "rb-worker-0") not in (None, first),
+            timeout=30,
+            message="the killed worker recreated",
+        )
+        kubelet(cluster, "rb-worker-0", "Succeeded")
+        kubelet(cluster, "rb-master-0", "Succeeded")
+        wait_for(
+            lambda: experiment_phase(cluster, "rb") == "gone",
+            timeout=60,
+            message="Succeeded, then deleted by its TTL",
+        )
+
+    sent = [r for r in audit.requests(cluster.audit_log) if r.user == user]
+    refused = sorted({(r.verb, r.group, r.resource, r.code) for r in sent if r.code == 403})
+    assert refused == [], "requests the chart's RBAC refused"
+    used = {(r.group, r.resource, r.verb) for r in sent}
+    assert (GROUP, PLURAL, "delete") in used  # the scenario reached the TTL
+    assert ("", "pods", "create") in used
+    roles = of_kind(manifests, "ClusterRole") + of_kind(manifests, "Role")
+    granted = set().union(*(rbac_grants(role["rules"]) for role in roles))
+    assert used - granted == set(), "requests outside the rendered rules"

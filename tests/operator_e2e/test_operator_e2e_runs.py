@@ -50,7 +50,10 @@ def test_reapply_after_invalid_spec_runs_and_succeeds(kube: Kube) -> None:
     assert (kube.condition("fixme", "InvalidSpec") or {})["status"] == "False"
     kube.set_pods("fixme", "Succeeded")
     kube.wait_phase("fixme", "Succeeded")
-    assert ("Normal", "SpecChanged") in {(t, r) for t, r, _ in kube.events("fixme")}
+    wait_for(
+        lambda: ("Normal", "SpecChanged") in {(t, r) for t, r, _ in kube.events("fixme")},
+        message="the SpecChanged Event",
+    )
 
 
 def test_a_still_invalid_reapply_names_the_new_problem(kube: Kube) -> None:
@@ -75,7 +78,11 @@ def test_an_edit_of_a_running_experiment_is_reported_not_applied(kube: Kube) -> 
     assert ignored["status"] == "True"
     assert "spec.replicas.worker.replicas" in ignored["message"]
     assert "delete the Experiment and apply it again" in ignored["message"]
-    assert ("Warning", "SpecChangeIgnored") in {(t, r) for t, r, _ in kube.events("live")}
+    # The Event follows the status write (k8s.apply: status, then events).
+    wait_for(
+        lambda: ("Warning", "SpecChangeIgnored") in {(t, r) for t, r, _ in kube.events("live")},
+        message="the SpecChangeIgnored Event",
+    )
     # The run goes on with the spec it started with: three pods, and it can still end.
     assert len(kube.pods("live")) == 3
     assert status["ready"] == "3/3"

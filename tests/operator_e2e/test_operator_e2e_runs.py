@@ -102,6 +102,10 @@ def test_a_recreated_experiment_is_a_new_run_and_refs_follow_the_latest(kube: Ku
     run2 = status["runId"]
     assert run2 == second["metadata"]["uid"] != run1
     assert status["outputsPath"].endswith(f"/tests/base/{run2}")
+    wide = kube.cluster.kubectl("--namespace", kube.namespace, "get", "xp", "base", "-o", "wide")
+    header, row = wide.stdout.splitlines()
+    assert header.split()[-1] == "RUN"
+    assert row.split()[-1] == run2
 
     user = experiment("user")
     user["spec"]["outputsRefs"] = {"experiments": ["base"]}

@@ -119,6 +119,13 @@ def definition() -> dict[str, Any]:
                             "type": "date",
                             "jsonPath": ".metadata.creationTimestamp",
                         },
+                        {
+                            "name": "Run",
+                            "type": "string",
+                            "priority": 1,  # kubectl get xp -o wide
+                            "description": "The run id: the uid, the last part of outputsPath",
+                            "jsonPath": ".status.runId",
+                        },
                     ],
                     "schema": {"openAPIV3Schema": openapi_schema()},
                 }

@@ -192,8 +192,8 @@ REFERENCE: Final = (
         ENV_OUTPUTS_PATH,
         FILE_CONTEXT,
         KEY_OUTPUTS_PATH,
-        "/outputs/ns/mnist/xp",
-        "Where this experiment writes; <root>/<namespace>/<project>/[<group>/]<experiment>.",
+        "/outputs/ns/mnist/xp/0b5e0c1e-7c44-4f4b-9d1c-2a0f3f6f0c11",
+        "Where this run writes; <root>/<namespace>/<project>/[<group>/]<experiment>/<run-id>.",
     ),
     Entry(
         "get_outputs_refs_paths()",

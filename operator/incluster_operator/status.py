@@ -393,6 +393,7 @@ def reconcile(
             "ready": f"{running}/{len(desired)}",
             "outputs_path": outputs_path(spec, meta, settings),
             "run_id": run_id(meta),
+            "project": spec.project,
             "outputs_refs_runs": dict(ref_runs) if ref_runs else prev.outputs_refs_runs,
             "restarts": sum(p.restarts for p in by_key.values()),
             "observed_generation": generation

@@ -114,3 +114,10 @@ def test_an_edit_of_a_started_run_names_the_fields_and_the_fix():
     invalid = ignored_change(edited, run_spec, Settings())
     assert invalid is not None
     assert "is not valid either (spec.replicas.master.replicas" in invalid
+
+
+def test_the_status_names_the_project_even_when_it_defaults_to_the_namespace():
+    got = admit(body(refs=()), Settings(), NOW)
+    assert isinstance(got, Desired)
+    decision = status.reconcile(got.spec, got.meta, [], None, NOW, Settings(), 1)
+    assert decision.status.project == "team"  # the namespace: spec.project is unset

@@ -100,7 +100,8 @@ def definition() -> dict[str, Any]:
                     "storage": True,
                     "subresources": {"status": {}},
                     "additionalPrinterColumns": [
-                        {"name": "Project", "type": "string", "jsonPath": ".spec.project"},
+                        # The status's: spec.project may be unset (it defaults to the namespace).
+                        {"name": "Project", "type": "string", "jsonPath": ".status.project"},
                         {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
                         {
                             "name": "Ready",

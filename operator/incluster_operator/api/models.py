@@ -259,6 +259,10 @@ class ExperimentStatus(_Observed):
             "<root>/<namespace>/<project>/[<group>/]<name>/<runId>."
         ),
     )
+    project: str | None = Field(
+        default=None,
+        description="The run's project: spec.project, or the namespace when it is unset.",
+    )
     run_id: str | None = Field(
         default=None,
         description=(

@@ -233,6 +233,9 @@ class ControlPlane:
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
                 f"--kubelet-client-certificate={admin.cert}",
                 f"--kubelet-client-key={admin.key}",
+                # The pod runner's Node has no resolvable hostname: reach its log endpoint
+                # (`kubectl logs`) on the address it registers.
+                "--kubelet-preferred-address-types=InternalIP",
                 # The apiserver's own Endpoints would name a loopback address, which
                 # validation refuses; nothing in a test needs them.
                 "--endpoint-reconciler-type=none",

@@ -101,10 +101,17 @@ class Stack:
 
 @dataclass
 class DevStack(Stack):
-    """Emulator + pod runner and the operator as child processes, files in ``workdir``."""
+    """An API with a pod runner, and the operator, as child processes; files in ``workdir``.
+
+    By default the API is the emulator (``serve --run-pods``). With ``api_kubeconfig`` it
+    is that real API server (the tests' control plane): the pod runner joins it as a Node
+    and the operator watches only ``namespace``, so stacks of parallel tests never meet.
+    """
 
     workdir: Path = Path()
     operator_env: Mapping[str, str] = field(default_factory=dict)
+    api_kubeconfig: Path | None = None
+    namespace: str | None = None
     _procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _logs: list[IO[bytes]] = field(default_factory=list)
 
@@ -143,6 +150,30 @@ class DevStack(Stack):
 
     def start(self) -> DevStack:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        if self.api_kubeconfig is not None:
+            self._join_real_api(self.api_kubeconfig)
+        else:
+            self._start_emulator()
+        self.kubectl("apply", *self._apply_flags, "-f", str(CRD))
+        self.kubectl(
+            "wait", "--for=condition=Established", "crd/experiments.incluster.dev", "--timeout=30s"
+        )
+        env = {
+            **self.env(),
+            "INCLUSTER_OPERATOR_ADDRESSING": "loopback",
+            "INCLUSTER_OPERATOR_OUTPUTS_HOST_PATH": OUTPUTS_HOST_PATH,
+            **({"INCLUSTER_OPERATOR_NAMESPACES": self.namespace} if self.namespace else {}),
+            **self.operator_env,
+        }
+        self._start("operator", operator_command(), env)
+        return self
+
+    @property
+    def _apply_flags(self) -> tuple[str, ...]:
+        # Server-side apply on a real server: parallel stacks may install the CRD at once.
+        return () if self.api_kubeconfig is None else ("--server-side", "--force-conflicts")
+
+    def _start_emulator(self) -> None:
         serve = [
             sys.executable, "-m", "devcluster", "serve", "--port", "0",
             "--kubeconfig", str(self.kubeconfig), "--run-pods", "--pods-dir", str(self.pods_dir),
@@ -155,22 +186,21 @@ class DevStack(Stack):
             return self.kubeconfig.exists()
 
         wait_until(ready, 30, "the emulator's kubeconfig")
-        self.kubectl("apply", "-f", str(CRD))
-        self.kubectl(
-            "wait", "--for=condition=Established", "crd/experiments.incluster.dev", "--timeout=30s"
-        )
-        env = {
-            **self.env(),
-            "INCLUSTER_OPERATOR_ADDRESSING": "loopback",
-            "INCLUSTER_OPERATOR_OUTPUTS_HOST_PATH": OUTPUTS_HOST_PATH,
-            **self.operator_env,
-        }
-        self._start("operator", operator_command(), env)
-        return self
+
+    def _join_real_api(self, api_kubeconfig: Path) -> None:
+        self.kubeconfig = api_kubeconfig
+        runner = [
+            sys.executable, "-m", "devcluster.podrunner", "--kubeconfig", str(api_kubeconfig),
+            "--root", str(self.pods_dir), "--node", f"node-{self.namespace or 'devstack'}",
+            "--host-path", f"{OUTPUTS_HOST_PATH}={self.outputs_root}",
+        ]  # fmt: skip
+        if self.namespace:
+            runner += ["--namespace", self.namespace]
+        self._start("podrunner", runner, os.environ)
 
     def stop(self) -> None:
-        """SIGTERM the operator, then the emulator (which stops every pod's processes)."""
-        for name in ("operator", "devcluster"):
+        """SIGTERM the operator, then the pod runner (which stops every pod's processes)."""
+        for name in ("operator", "podrunner", "devcluster"):
             proc = self._procs.get(name)
             if proc is None or proc.poll() is not None:
                 continue

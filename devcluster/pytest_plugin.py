@@ -29,6 +29,7 @@ from devcluster.testing import (
     SESSION_DIR_ENV,
     Cluster,
     ControlPlaneUnavailable,
+    session_kubeconfig,
 )
 from devcluster.testing import cluster as open_cluster
 
@@ -84,7 +85,7 @@ def _wants_control_plane(config: pytest.Config) -> bool:
         return False
     if os.environ.get(REAL_CLUSTER_ENV) or os.environ.get(SESSION_DIR_ENV):
         return False
-    if os.environ.get(MODE_ENV, "real") == "emulator":
+    if os.environ.get(MODE_ENV, "real") == "emulator" or config.option.collectonly:
         return False
     return "not cluster" not in (config.getoption("markexpr", "") or "")
 
@@ -137,6 +138,20 @@ def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cluster]
 def emulator_cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cluster]:
     """The emulator, whatever the session has: for tests of what only it can do."""
     yield from _for_test(request, tmp_path, emulator=True)
+
+
+def session_api() -> tuple[Path, Path | None] | None:
+    """The real API server's kubeconfig (and our control plane's audit log), or None.
+
+    For fixtures that start their own stacks on it; a control plane that could not start
+    skips the test, or fails it under CI.
+    """
+    try:
+        return session_kubeconfig(os.environ)
+    except ControlPlaneUnavailable as e:
+        if os.environ.get("CI"):
+            pytest.fail(f"the real control plane is unavailable under CI: {e}")
+        pytest.skip(f"the real control plane is unavailable: {e}")
 
 
 def _for_test(

@@ -1,6 +1,6 @@
-"""``python -m devcluster.podrunner --kubeconfig PATH --root DIR``: run pods until stopped.
+"""``python -m devcluster.podrunner --kubeconfig PATH --root DIR [--node N]``: run pods.
 
-SIGINT and SIGTERM stop every pod's processes before exiting, so no replica outlives
+SIGINT, SIGTERM and SIGHUP stop every pod's processes before exiting, so no replica outlives
 the dev cluster.
 """
 
@@ -51,14 +51,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--workdir", type=Path, default=None, help="cwd of containers without workingDir"
     )
+    parser.add_argument(
+        "--node",
+        help="on a real API server: register as this Node, bind unscheduled pods, run those "
+        "bound here (default: run every pod, as on the emulator)",
+    )
+    parser.add_argument("--namespace", help="only this namespace's pods")
     add_host_path_argument(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="podrunner: %(message)s")
     api_client = config.new_client_from_config(config_file=args.kubeconfig)  # type: ignore[no-untyped-call]
     done = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda *_: done.set())
-    with PodRunner(api_client, args.root, workdir=args.workdir, host_paths=dict(args.host_path)):
+    runner = PodRunner(
+        api_client,
+        args.root,
+        workdir=args.workdir,
+        node=args.node,
+        namespace=args.namespace,
+        host_paths=dict(args.host_path),
+    )
+    with runner:
         done.wait()
     return 0
 

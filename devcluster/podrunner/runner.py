@@ -25,6 +25,7 @@ from incluster_operator.local.state import ContainerState, Phase, PodState, pod_
 from kubernetes import client, watch
 
 from devcluster.podrunner.api import Api
+from devcluster.podrunner.logs import LogServer
 
 log = logging.getLogger("devcluster.podrunner")
 
@@ -239,6 +240,7 @@ class PodRunner:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._watch: watch.Watch | None = None
+        self._logs: LogServer | None = None
         self._thread = threading.Thread(target=self._loop, name="podrunner", daemon=True)
 
     @classmethod
@@ -256,9 +258,18 @@ class PodRunner:
 
     def start(self) -> PodRunner:
         if self.node is not None:
-            self.api.register_node(self.node, "127.0.0.1")
+            port = 0
+            client_ca = self.api.core.api_client.configuration.ssl_ca_cert
+            if client_ca:  # the API server's kubelet client certificate is the CA's
+                self._logs = LogServer(self.layout.root, client_ca, self._is_running)
+                port = self._logs.start()
+            self.api.register_node(self.node, "127.0.0.1", kubelet_port=port)
         self._thread.start()
         return self
+
+    def _is_running(self, namespace: str, name: str) -> bool:
+        with self._lock:
+            return any((w.namespace, w.name) == (namespace, name) for w in self._workers.values())
 
     def stop(self) -> None:
         """Stop watching and stop every pod's processes."""
@@ -275,6 +286,8 @@ class PodRunner:
         for t in threads:
             t.join()
         self._thread.join(timeout=10)
+        if self._logs is not None:
+            self._logs.stop()
         if self.node is not None:
             # Pods still bound here are orphaned; the pod garbage collector removes them.
             self.api.delete_node(self.node)

@@ -1,10 +1,11 @@
 """The whole chain: kubectl apply -> operator -> pods -> processes -> SDK -> status.
 
-Here the API is the emulator with the pod runner and the operator as real processes
-(``devcluster.demo.DevStack``). With ``INCLUSTER_TEST_KUBECONFIG`` pointing at a real
-cluster that runs the operator, and ``INCLUSTER_TEST_IMAGE`` naming an image built from
-examples/Dockerfile, the same tests run there (file checks need the local pod runner and
-are skipped).
+Here the API is the session's real kube-apiserver, with the pod runner as a node and the
+operator as real processes, one stack per test namespace (``devcluster.demo.DevStack``);
+the emulator's stack with INCLUSTER_TEST_CLUSTER=emulator. With
+``INCLUSTER_TEST_KUBECONFIG`` pointing at a cluster of your own that runs the operator,
+and ``INCLUSTER_TEST_IMAGE`` naming an image built from examples/Dockerfile, the same tests
+run there (file checks need the local pod runner and are skipped).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import json
 import os
 import secrets
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
@@ -21,6 +21,7 @@ from incluster import read_events
 from incluster.tracking.events import Metric
 
 from devcluster.demo import EXAMPLE, DevStack, Stack
+from devcluster.pytest_plugin import session_api
 from devcluster.testing import REAL_CLUSTER_ENV
 from tests.local.helpers import free_port
 
@@ -34,19 +35,40 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    real = os.environ.get(REAL_CLUSTER_ENV)
-    if real:
-        if not os.environ.get(IMAGE_ENV):
-            pytest.skip(f"{REAL_CLUSTER_ENV} is set but {IMAGE_ENV} (the example image) is not")
-        yield Stack(Path(real).expanduser())
-        return
+def emulator_stack(tmp_path_factory):
     with DevStack.at(tmp_path_factory.mktemp("stack")) as dev:
         yield dev
 
 
 @pytest.fixture
+def stack(request, tmp_path):
+    """The session's real API server with a node and an operator for this test's namespace;
+    a cluster of your own (INCLUSTER_TEST_KUBECONFIG); or the emulator's stack."""
+    found = session_api()
+    if found is None:
+        yield request.getfixturevalue("emulator_stack")
+        return
+    kubeconfig, audit_log = found
+    if audit_log is None:  # a cluster of your own, with the operator installed
+        if not os.environ.get(IMAGE_ENV):
+            pytest.skip(f"{REAL_CLUSTER_ENV} is set but {IMAGE_ENV} (the example image) is not")
+        yield Stack(kubeconfig)
+        return
+    namespace = f"e2e-{secrets.token_hex(4)}"
+    admin = Stack(kubeconfig)
+    admin.kubectl("create", "namespace", namespace)
+    try:
+        with DevStack.at(tmp_path / "stack", api_kubeconfig=kubeconfig, namespace=namespace) as dev:
+            yield dev
+    finally:
+        admin.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+@pytest.fixture
 def namespace(stack, tmp_path):
+    if isinstance(stack, DevStack) and stack.namespace:
+        yield stack.namespace
+        return
     name = f"e2e-{secrets.token_hex(4)}"
     manifest = tmp_path / "namespace.yaml"
     manifest.write_text(
@@ -117,11 +139,16 @@ def test_distributed_example_succeeds_with_every_replica_seeing_its_peers(
     # Loopback addressing: each pod's IP is its own address in the cluster definition.
     cm = stack.kubectl("get", "configmap", f"{name}-context", "-n", namespace, "-o", "json")
     cluster = json.loads(json.loads(cm)["data"]["cluster.json"])
+    # (cleanPodPolicy Running may already have deleted replicas still exiting: check the
+    # pods that are left, the master among them.)
+    listed = stack.kubectl("get", "pods", "-n", namespace, "-o", "json")
+    pods = {p["metadata"]["name"]: p for p in json.loads(listed)["items"]}
+    assert f"{name}-master-0" in pods
     for replica in REPLICAS:
         kind, index = replica.rsplit("-", 1)
-        pod = stack.kubectl("get", "pod", f"{name}-{replica}", "-n", namespace, "-o", "json")
-        host = cluster[kind][int(index)].rsplit(":", 1)[0]
-        assert json.loads(pod)["status"]["podIP"] == host
+        if f"{name}-{replica}" in pods:
+            host = cluster[kind][int(index)].rsplit(":", 1)[0]
+            assert pods[f"{name}-{replica}"]["status"]["podIP"] == host
     # Metrics and an artifact per replica, in the outputs path the status reports.
     outputs = stack.outputs_dir(status["outputsPath"].removeprefix("/outputs/"))
     for replica in REPLICAS:

@@ -183,6 +183,10 @@ def test_every_example_applies_and_its_pods_are_accepted(kube: Kube, path: Path)
     doc = yaml.safe_load(path.read_text())
     name = doc["metadata"]["name"]
     total = sum(r.get("replicas", 1) for r in doc["spec"]["replicas"].values())
+    for ref in doc["spec"].get("outputsRefs", {}).get("experiments", []):
+        # A ref mounts a run of an existing Experiment: the example it names comes first.
+        (needed,) = [p for p in EXAMPLES.glob("*.yaml") if f"name: {ref}\n" in p.read_text()]
+        kube.cluster.kubectl("--namespace", kube.namespace, "apply", "-f", str(needed))
     kube.cluster.kubectl("--namespace", kube.namespace, "apply", "-f", str(path))
     kube.wait_pods(name, total)
     status = kube.wait_phase(name, "Pending")

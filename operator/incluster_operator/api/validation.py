@@ -133,15 +133,19 @@ def _name_problems(name: str, spec: ExperimentSpec) -> list[str]:
     return problems
 
 
-def validate(raw: Any, name: str, settings: Settings) -> ExperimentSpec:
+def validate(raw: Any, name: str, settings: Settings, namespace: str = "default") -> ExperimentSpec:
     """Parse and check an Experiment's ``spec`` (a JSON-like object) named ``name``.
 
-    Raises ``InvalidSpec`` for any problem, and nothing else.
+    ``spec.project`` defaults to ``namespace``. Raises ``InvalidSpec`` for any problem,
+    and nothing else.
     """
     if not isinstance(raw, Mapping):
         raise InvalidSpec([f"spec: must be an object, got {type(raw).__name__}"])
+    fields = dict(raw)
+    if fields.get("project") is None:
+        fields["project"] = namespace
     try:
-        spec = ExperimentSpec.model_validate(dict(raw))
+        spec = ExperimentSpec.model_validate(fields)
     except pydantic.ValidationError as exc:
         raise _from_pydantic(exc) from None
     problems: list[str] = []

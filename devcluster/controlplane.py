@@ -66,10 +66,13 @@ def require_binaries(directory: Path | None = None) -> Path:
     directory = directory or bin_dir()
     missing = missing_binaries(directory)
     if missing:
+        build_error = directory / "build-error.txt"
+        why = build_error.read_text(errors="replace").strip() if build_error.exists() else ""
         raise ControlPlaneError(
             f"{', '.join(missing)} not found in {directory}: build them with "
-            "`make control-plane` (needs Go and the Go module proxy; about 15 minutes "
+            "`make control-plane` (needs Go and the Go module proxy; about 10 minutes "
             f"the first time), or point {BIN_DIR_ENV} at a folder that has them"
+            + (f". The last build said: {why}" if why else "")
         )
     return directory
 
@@ -233,6 +236,9 @@ class ControlPlane:
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
                 f"--kubelet-client-certificate={admin.cert}",
                 f"--kubelet-client-key={admin.key}",
+                # The pod runner's Node has no resolvable hostname: reach its log endpoint
+                # (`kubectl logs`) on the address it registers.
+                "--kubelet-preferred-address-types=InternalIP",
                 # The apiserver's own Endpoints would name a loopback address, which
                 # validation refuses; nothing in a test needs them.
                 "--endpoint-reconciler-type=none",

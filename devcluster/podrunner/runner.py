@@ -25,6 +25,7 @@ from incluster_operator.local.state import ContainerState, Phase, PodState, pod_
 from kubernetes import client, watch
 
 from devcluster.podrunner.api import Api
+from devcluster.podrunner.logs import LogServer
 
 log = logging.getLogger("devcluster.podrunner")
 
@@ -208,7 +209,9 @@ class PodRunner:
     ``refresh_interval`` seconds (a refreshed token reaches the running pod). ``workdir``
     is the working directory of containers without ``workingDir`` (the demo uses the
     repository, so ``python examples/x.py`` resolves); ``root`` holds the pod
-    directories (``root/pods/<ns>/<pod>-<uid>/logs``).
+    directories (``root/pods/<ns>/<pod>-<uid>/logs``). ``host_paths`` maps a hostPath
+    (and everything under it) to a directory on this machine; other hostPaths live under
+    ``root/hostpath/``.
     """
 
     def __init__(
@@ -217,6 +220,7 @@ class PodRunner:
         root: Path,
         *,
         workdir: Path | None = None,
+        host_paths: Mapping[str, Path] | None = None,
         retry_interval: float = 0.5,
         refresh_interval: float = 10.0,
         backoff: Backoff = DEFAULT_BACKOFF,
@@ -226,7 +230,7 @@ class PodRunner:
         self.api = Api(api_client)
         self.node = node
         self.namespace = namespace
-        self.layout = Layout(root)
+        self.layout = Layout(root, host_paths=dict(host_paths or {}))
         self.retry_interval = retry_interval
         self.refresh_interval = refresh_interval
         self.backoff = backoff
@@ -236,6 +240,7 @@ class PodRunner:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._watch: watch.Watch | None = None
+        self._logs: LogServer | None = None
         self._thread = threading.Thread(target=self._loop, name="podrunner", daemon=True)
 
     @classmethod
@@ -253,9 +258,18 @@ class PodRunner:
 
     def start(self) -> PodRunner:
         if self.node is not None:
-            self.api.register_node(self.node, "127.0.0.1")
+            port = 0
+            client_ca = self.api.core.api_client.configuration.ssl_ca_cert
+            if client_ca:  # the API server's kubelet client certificate is the CA's
+                self._logs = LogServer(self.layout.root, client_ca, self._is_running)
+                port = self._logs.start()
+            self.api.register_node(self.node, "127.0.0.1", kubelet_port=port)
         self._thread.start()
         return self
+
+    def _is_running(self, namespace: str, name: str) -> bool:
+        with self._lock:
+            return any((w.namespace, w.name) == (namespace, name) for w in self._workers.values())
 
     def stop(self) -> None:
         """Stop watching and stop every pod's processes."""
@@ -272,6 +286,8 @@ class PodRunner:
         for t in threads:
             t.join()
         self._thread.join(timeout=10)
+        if self._logs is not None:
+            self._logs.stop()
         if self.node is not None:
             # Pods still bound here are orphaned; the pod garbage collector removes them.
             self.api.delete_node(self.node)

@@ -162,3 +162,26 @@ async def pod_event(
     wake = runtime.wakeups.get(key) if runtime else None
     if wake is not None:
         wake.set()
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def experiment_event(
+    type: str | None,
+    namespace: str | None,
+    name: str | None,
+    meta: Mapping[str, Any],
+    status: Mapping[str, Any],
+    memo: Any,
+    **_: Any,
+) -> None:
+    """Wake the experiment's loop when its spec has a generation the status has not seen.
+
+    A finished (or rejected) experiment's loop sleeps until then, so a corrected
+    ``kubectl apply`` is looked at at once; status writes (same generation) wake nothing.
+    """
+    if type in (None, "DELETED") or meta.get("generation") == status.get("observedGeneration"):
+        return
+    runtime: Runtime | None = memo.get("runtime")
+    wake = runtime.wakeups.get((namespace or "", name or "")) if runtime else None
+    if wake is not None:
+        wake.set()

@@ -63,6 +63,9 @@ DEFAULT_CONTEXT_DIR: Final = "/var/run/incluster"
 FILE_CONTEXT: Final = "context.json"
 #: The cluster definition, ``{"master": ["host:port"], ...}``; once per experiment.
 FILE_CLUSTER: Final = "cluster.json"
+#: The validated spec this run was started with (the operator reads it back after a
+#: restart: a running experiment keeps its spec; later edits are reported, not applied).
+FILE_RUN_SPEC: Final = "spec.json"
 #: Sub-directory with the pod's projected ServiceAccount token (audience ``incluster.dev``,
 #: a file only, never env); the kubelet rotates it and it dies with the pod.
 DIR_TOKEN: Final = "token"  # noqa: S105 - a directory name
@@ -201,8 +204,8 @@ REFERENCE: Final = (
         ENV_OUTPUTS_PATH,
         FILE_CONTEXT,
         KEY_OUTPUTS_PATH,
-        "/outputs/ns/mnist/xp",
-        "Where this experiment writes; <root>/<namespace>/<project>/[<group>/]<experiment>.",
+        "/outputs/ns/mnist/xp/0b5e0c1e-7c44-4f4b-9d1c-2a0f3f6f0c11",
+        "Where this run writes; <root>/<namespace>/<project>/[<group>/]<experiment>/<run-id>.",
     ),
     Entry(
         "get_outputs_refs_paths()",

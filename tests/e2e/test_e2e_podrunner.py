@@ -248,3 +248,17 @@ def test_projected_token_is_bound_to_the_pod_as_a_kubelet_mints_it(cluster, core
         timeout=30,
         message="the token to die with its pod",
     )
+
+
+def test_kubectl_logs_reads_the_pods_output_through_the_api_server(cluster, core, runner):
+    """kube-apiserver proxies `kubectl logs` to the node's log endpoint, as to a kubelet's."""
+    if cluster.is_emulator:
+        pytest.skip("the emulator proxies nothing to nodes")
+    ns = cluster.namespace
+    code = "print('first'); print('second')"
+    core.create_namespaced_pod(ns, pod("talker", [py("main", code)]))
+    wait_for(lambda: phase_of(core, ns, "talker") == "Succeeded", timeout=30, message="done")
+    assert cluster.kubectl("logs", "talker").stdout.split() == ["first", "second"]
+    assert cluster.kubectl("logs", "talker", "--tail=1").stdout.split() == ["second"]
+    missing = cluster.kubectl("logs", "talker", "-c", "nope", check=False)
+    assert missing.returncode != 0

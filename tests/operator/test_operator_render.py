@@ -91,7 +91,7 @@ def test_context_config_map_holds_the_document_and_the_cluster():
     assert doc[contract.KEY_VERSION] == contract.CONTEXT_VERSION
     assert doc[contract.KEY_DECLARATIONS] == {"lr": 0.1}
     assert doc[contract.KEY_LOG_LEVEL] == "DEBUG"
-    assert doc[contract.KEY_OUTPUTS_PATH] == "/outputs/team/mnist/xp"
+    assert doc[contract.KEY_OUTPUTS_PATH] == f"/outputs/team/mnist/xp/{META.uid}"
     assert doc[contract.KEY_DATA_PATHS] == {"imagenet": "/data/imagenet"}
     assert doc[contract.KEY_EXPERIMENT_INFO]["experiment_uuid"] == META.uid
 
@@ -114,19 +114,24 @@ def test_env_and_mounts_reach_every_container_including_init_containers():
         }
 
 
-def test_outputs_are_mounted_per_experiment_and_refs_and_data_read_only():
+def test_outputs_are_mounted_per_run_and_refs_and_data_read_only():
     raw = raw_spec(
         group="sweep",
         data=["raw", "imagenet"],
         outputsRefs={"experiments": ["xp0", "other/xp1"], "jobs": ["prep"]},
     )
-    pod = pod_named(render(raw), "xp-master-0")
+    settings = SETTINGS
+    spec = validate(raw, META.name, settings)
+    children = render_all(spec, META, settings, {"xp0": "run-a", "other/xp1": "run-b"})
+    pod = pod_named(children, "xp-master-0")
     mounts = {m["mountPath"]: m for m in pod["spec"]["containers"][0]["volumeMounts"]}
-    outputs = mounts["/outputs/team/mnist/sweep/xp"]
-    assert outputs["subPath"] == "team/mnist/sweep/xp"
+    # This run's own directory: a re-created Experiment (new uid) never shares it.
+    outputs = mounts[f"/outputs/team/mnist/sweep/xp/{META.uid}"]
+    assert outputs["subPath"] == f"team/mnist/sweep/xp/{META.uid}"
     assert not outputs.get("readOnly")
-    assert mounts["/refs/experiments/xp0"]["subPath"] == "team/mnist/sweep/xp0"
-    assert mounts["/refs/experiments/other.xp1"]["subPath"] == "team/other/xp1"
+    # An experiment ref mounts the run it resolved to; a job ref has no run level.
+    assert mounts["/refs/experiments/xp0"]["subPath"] == "team/mnist/sweep/xp0/run-a"
+    assert mounts["/refs/experiments/other.xp1"]["subPath"] == "team/other/xp1/run-b"
     assert mounts["/refs/jobs/prep"]["subPath"] == "team/mnist/sweep/prep"
     assert mounts[contract.DEFAULT_CONTEXT_DIR]["readOnly"] is True
     for path in ("/refs/experiments/xp0", "/refs/jobs/prep", "/data/raw", "/data/imagenet"):
@@ -292,7 +297,7 @@ def test_the_sdk_reads_back_what_was_rendered(tmp_path, monkeypatch):
     assert context.get_cluster_def() == cluster
     assert context.get_tf_config() == topology.tf_config(cluster, "worker", 1)
     assert context.get_declarations() == {"lr": 0.5}
-    assert context.get_outputs_path() == "/outputs/team/mnist/xp"
+    assert context.get_outputs_path() == f"/outputs/team/mnist/xp/{META.uid}"
     assert context.get_experiment_info()["experiment_name"] == "xp"
 
 

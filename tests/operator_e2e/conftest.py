@@ -16,7 +16,7 @@ from typing import Any
 import kubernetes
 import pytest
 from incluster_operator import k8s
-from incluster_operator.settings import Settings
+from incluster_operator.settings import Settings, VolumeSource
 from operator_e2e_harness import Kube, OperatorThread, Running, new_namespace
 
 from devcluster.testing import cluster, wait_for
@@ -61,6 +61,8 @@ def running(
             port = probe.getsockname()[1]
         settings = Settings(
             namespaces=None if handle.is_emulator else (f"{prefix}-*",),
+            # The data store examples/07-data.yaml names, as an admin would configure it.
+            data_stores={"mnist": VolumeSource(claim="mnist")},
             report_listen=f"127.0.0.1:{port}",
         )
         operator = OperatorThread(settings, configuration).start()

@@ -154,10 +154,11 @@ def too_deep(raw: Any, limit: int = MAX_SPEC_DEPTH) -> str | None:
     return None
 
 
-def validate(raw: Any, name: str, settings: Settings) -> ExperimentSpec:
+def validate(raw: Any, name: str, settings: Settings, namespace: str = "default") -> ExperimentSpec:
     """Parse and check an Experiment's ``spec`` (a JSON-like object) named ``name``.
 
-    Raises ``InvalidSpec`` for any problem, and nothing else.
+    ``spec.project`` defaults to ``namespace``. Raises ``InvalidSpec`` for any problem,
+    and nothing else.
     """
     if not isinstance(raw, Mapping):
         raise InvalidSpec([f"spec: must be an object, got {type(raw).__name__}"])
@@ -170,8 +171,11 @@ def validate(raw: Any, name: str, settings: Settings) -> ExperimentSpec:
                 "flatten it (declarations are hyperparameters, not a data store)"
             ]
         )
+    fields = dict(raw)
+    if fields.get("project") is None:
+        fields["project"] = namespace
     try:
-        spec = ExperimentSpec.model_validate(dict(raw))
+        spec = ExperimentSpec.model_validate(fields)
     except pydantic.ValidationError as exc:
         raise _from_pydantic(exc) from None
     problems: list[str] = []

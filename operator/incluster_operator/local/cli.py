@@ -43,8 +43,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="run an Experiment's replicas as local processes",
         description=(
             "Run every replica of an Experiment manifest on this machine, with the same "
-            "context as in a cluster and a distinct loopback address per replica. Exit "
-            "code: 0 succeeded, 1 failed, 2 invalid manifest, 130 interrupted."
+            "context as in a cluster and a distinct loopback address per replica. Each run "
+            "gets its own id and outputs directory. SIGINT (Ctrl-C), SIGTERM and SIGHUP stop "
+            "every replica (SIGTERM, then SIGKILL after --grace). Exit code: 0 succeeded, "
+            "1 failed, 2 invalid manifest, 128 + the signal when stopped (130, 143, 129)."
         ),
     )
     parser.add_argument("file", type=Path, help="an Experiment manifest (YAML)")
@@ -107,6 +109,9 @@ def run_command(args: Any) -> int:
     )
     replicas = [label(r) for r in sorted(prepared.pods)]
     console = Console(out, replicas, colour=colour, live=tty)
+    console.message(f"run {prepared.run_id}: outputs in {prepared.outputs_path}")
+    for note in prepared.notes:
+        console.message(note)
     for replica, address in sorted(prepared.addresses.items()):
         console.message(f"{label(replica)}: {address}")
     return LocalRun(prepared, console, grace=args.grace).run()

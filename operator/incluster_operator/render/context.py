@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from incluster import contract, topology
@@ -85,22 +85,52 @@ def _group_path(spec: ExperimentSpec) -> list[str]:
     return [spec.project] + ([spec.group] if spec.group else [])
 
 
-def outputs_subpath(spec: ExperimentSpec, meta: ExperimentMeta) -> str:
-    """This experiment's directory inside the outputs store (every part a DNS label)."""
+def run_id(meta: ExperimentMeta) -> str:
+    """This run's id: the Experiment's uid (``experiment_uuid`` in the experiment info).
+
+    A deleted and re-created Experiment of the same name is a new object with a new uid,
+    hence a new run with its own directory; a pod recreated within a run keeps it.
+    """
+    return meta.uid
+
+
+def experiment_subpath(spec: ExperimentSpec, meta: ExperimentMeta) -> str:
+    """The experiment's directory inside the outputs store: one run directory per run."""
     return "/".join([meta.namespace, *_group_path(spec), meta.name])
 
 
+def outputs_subpath(spec: ExperimentSpec, meta: ExperimentMeta) -> str:
+    """This run's directory inside the outputs store (every part a DNS label, then the id).
+
+    Why a run level: two runs of one experiment name (a re-created Experiment, a second
+    ``incluster run``) must never append to each other's event files.
+    """
+    return f"{experiment_subpath(spec, meta)}/{run_id(meta)}"
+
+
 def outputs_path(spec: ExperimentSpec, meta: ExperimentMeta, settings: Settings) -> str:
-    """``<root>/<namespace>/<project>/[<group>/]<experiment>``, as the pod sees it."""
+    """``<root>/<namespace>/<project>/[<group>/]<experiment>/<run-id>``, as the pod sees it."""
     return f"{settings.outputs_root.rstrip('/')}/{outputs_subpath(spec, meta)}"
 
 
-def ref_subpath(spec: ExperimentSpec, meta: ExperimentMeta, ref: str) -> str:
-    """A referenced run's directory in the store: 'name' stays in this project and group."""
+def ref_experiment_subpath(spec: ExperimentSpec, meta: ExperimentMeta, ref: str) -> str:
+    """A referenced experiment's directory: 'name' stays in this project and group."""
     parts = ref.split("/")
     if len(parts) == 1:
         parts = [*_group_path(spec), *parts]
     return "/".join([meta.namespace, *parts])
+
+
+def ref_subpath(
+    spec: ExperimentSpec, meta: ExperimentMeta, ref: str, run: str | None = None
+) -> str:
+    """A referenced run's directory in the store.
+
+    Experiment refs resolve to one run of the referenced experiment (``run``, from its
+    status); job refs (no run level: not our objects) mount the named directory.
+    """
+    base = ref_experiment_subpath(spec, meta, ref)
+    return f"{base}/{run}" if run else base
 
 
 def ref_mount_path(settings: Settings, kind: str, ref: str) -> str:
@@ -139,8 +169,17 @@ def experiment_info(spec: ExperimentSpec, meta: ExperimentMeta) -> dict[str, Any
             _stable_uuid(meta.namespace, spec.project, spec.group) if spec.group else None
         ),
         "experiment_name": meta.name,
-        "experiment_uuid": meta.uid,
+        # The run id: a new Experiment object (or `incluster run`) is a new run.
+        "experiment_uuid": run_id(meta),
     }
+
+
+def spec_document(spec: ExperimentSpec) -> dict[str, Any]:
+    """The validated spec as JSON (``spec.json`` in the context ConfigMap): the run's spec.
+
+    Defaults are filled in, so two manifests that mean the same give the same document.
+    """
+    return spec.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
 def context_document(
@@ -178,6 +217,8 @@ class Plan:
     inline_cluster: bool
     #: Env every container of every pod gets, in order (name, value).
     common_env: tuple[tuple[str, str], ...]
+    #: Experiment ref -> the run id it resolved to (``status.outputsRefsRuns``).
+    ref_runs: Mapping[str, str] = field(default_factory=dict)
 
 
 def _common_env(
@@ -207,8 +248,13 @@ def _common_env(
     return tuple(env)
 
 
-def plan(spec: ExperimentSpec, meta: ExperimentMeta, settings: Settings) -> Plan:
-    """Compute the experiment-wide values once."""
+def plan(
+    spec: ExperimentSpec,
+    meta: ExperimentMeta,
+    settings: Settings,
+    ref_runs: Mapping[str, str] | None = None,
+) -> Plan:
+    """Compute the experiment-wide values once; ``ref_runs``: experiment ref -> run id."""
     cluster = cluster_def(spec, meta, settings)
     # Not key-sorted: the cluster's order (master, chief, worker, ps, evaluator) is meaningful.
     cluster_json = json.dumps(cluster, separators=(",", ":"))
@@ -222,6 +268,7 @@ def plan(spec: ExperimentSpec, meta: ExperimentMeta, settings: Settings) -> Plan
         context_json=dumps(context_document(spec, meta, settings)),
         inline_cluster=inline,
         common_env=_common_env(spec, meta, settings, inline),
+        ref_runs=dict(ref_runs or {}),
     )
 
 

@@ -124,7 +124,9 @@ def _mounts(p: Plan) -> list[dict[str, Any]]:
                 {
                     "name": names.VOLUME_OUTPUTS,
                     "mountPath": ref_mount_path(p.settings, kind, ref),
-                    "subPath": ref_subpath(p.spec, p.meta, ref),
+                    "subPath": ref_subpath(
+                        p.spec, p.meta, ref, p.ref_runs.get(ref) if kind == "experiments" else None
+                    ),
                     "readOnly": True,
                 }
             )

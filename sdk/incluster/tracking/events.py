@@ -183,11 +183,23 @@ def event_files(path: str | os.PathLike[str]) -> list[str]:
         raise FileNotFoundError(f"{text} is neither an event file nor a directory")
     events_dir = os.path.join(text, EVENTS_DIR)
     directory = events_dir if os.path.isdir(events_dir) else text
-    return sorted(
+    files = sorted(
         os.path.join(directory, name)
         for name in os.listdir(directory)
         if name.endswith(EVENTS_SUFFIX)
     )
+    if not files:
+        from incluster.tracking.runs import list_runs
+
+        runs = list_runs(text)
+        if runs:
+            # An experiment's directory: which run is meant is the caller's choice.
+            raise FileNotFoundError(
+                f"{text} holds {len(runs)} run(s), not events; read one run's directory "
+                f"({os.path.join(text, runs[-1].id)} is the latest) or use "
+                "incluster.tracking.runs.list_runs"
+            )
+    return files
 
 
 class EventReader:

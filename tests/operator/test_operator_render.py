@@ -315,7 +315,12 @@ def test_no_credential_in_env_or_configmap_and_the_ca_and_url_travel_in_the_cont
     settings = Settings(report_url="https://op.ops.svc:8443", report_ca_pem="-----BEGIN CERT")
     children = render(raw_spec(), settings)
     data = children.config_map["data"]
-    assert set(data) == {contract.FILE_CONTEXT, contract.FILE_CLUSTER, contract.FILE_REPORT_CA}
+    assert set(data) == {
+        contract.FILE_CONTEXT,
+        contract.FILE_CLUSTER,
+        contract.FILE_RUN_SPEC,
+        contract.FILE_REPORT_CA,
+    }
     assert data[contract.FILE_REPORT_CA] == "-----BEGIN CERT"  # public: a CA certificate
     assert json.loads(data[contract.FILE_CONTEXT])[contract.KEY_REPORT_URL] == settings.report_url
     for pod in children.pods:

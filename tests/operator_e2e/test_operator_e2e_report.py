@@ -76,7 +76,7 @@ def _api(kube: Kube, token: str, method: str, path: str, body: Any = None) -> in
 
 
 def test_the_reporter_reports_and_reads_what_it_declared(kube: Kube, tmp_path: Path) -> None:
-    kube.create(experiment("prev", {"master": replica()}))
+    prev = kube.create(experiment("prev", {"master": replica()}))
     kube.wait_pods("prev", 1)
     _start(kube, "rep", outputsRefs={"experiments": ["prev"]})
     client = _client(kube, "rep", "rep-master-0", tmp_path)
@@ -88,7 +88,8 @@ def test_the_reporter_reports_and_reads_what_it_declared(kube: Kube, tmp_path: P
     assert mine["metadata"]["name"] == "rep"
     assert mine["spec"]["replicas"]["worker"]["replicas"] == 2
     ref = client.get_reference("prev")
-    assert ref.outputs_path == f"/outputs/{kube.namespace}/tests/prev"
+    run = prev["metadata"]["uid"]  # each Experiment object is one run
+    assert ref.outputs_path == f"/outputs/{kube.namespace}/tests/prev/{run}"
     # A later, smaller summary replaces the whole document: dropped entries leave.
     client.report_tracking({"updatedAt": "2026-01-02T00:00:00Z"})
     kube.wait_status(

@@ -233,8 +233,9 @@ class ReportApi:
             )
         if reporting.finished(experiment):
             raise Refused(409, f"experiment {caller.experiment} has finished; no more reports")
+        if caller.key not in self._pending:
+            self._wake.set()  # else the writer already waits for this experiment's turn
         self._pending[caller.key] = _Pending(caller.experiment_uid, document)
-        self._wake.set()
         self.counters.accepted += 1
         return _answer(202, {"accepted": True})
 

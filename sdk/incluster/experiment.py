@@ -95,18 +95,21 @@ class Experiment:
         return context.is_distributed()
 
     # --- logging -----------------------------------------------------------------------
-    def log_metrics(self, step: int | None = None, **metrics: Any) -> None:
-        self.run.log_metrics(step, None, **metrics)
+    def log_metrics(
+        self, step: int | None = None, timestamp: object = None, **metrics: Any
+    ) -> None:
+        self.run.log_metrics(step, timestamp, **metrics)
 
-    def log_params(self, **params: Any) -> None:
-        self.run.log_inputs(**params)
+    def log_params(self, reset: bool = False, **params: Any) -> None:
+        """Inputs (``log_inputs``); ``reset=True`` replaces the ones logged before."""
+        self.run.log_inputs(reset, **params)
 
-    def log_tags(self, tags: str | Iterable[str]) -> None:
-        self.run.log_tags(tags)
+    def log_tags(self, tags: str | Iterable[str], reset: bool = False) -> None:
+        self.run.log_tags(tags, reset)
 
-    def log_data_ref(self, data: object, data_name: str) -> str:
+    def log_data_ref(self, data: object, data_name: str = "data", reset: bool = False) -> str:
         """Record a content hash of ``data`` (bytes, str, path, file, buffer, pandas)."""
-        return self.run.log_data_ref(data, data_name)
+        return self.run.log_data_ref(data, data_name, reset)
 
     def log_output(self, file_path: str | os.PathLike[str]) -> dict[str, Any]:
         """Copy a file into the outputs store (atomically) and record it as an artifact."""

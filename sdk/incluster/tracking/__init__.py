@@ -147,16 +147,16 @@ def log_metrics(step: int | None = None, timestamp: Any = None, **metrics: Any) 
     current_run().log_metrics(step, timestamp, **metrics)
 
 
-def log_inputs(**params: Any) -> None:
-    current_run().log_inputs(**params)
+def log_inputs(reset: bool = False, **params: Any) -> None:
+    current_run().log_inputs(reset, **params)
 
 
-def log_outputs(**results: Any) -> None:
-    current_run().log_outputs(**results)
+def log_outputs(reset: bool = False, **results: Any) -> None:
+    current_run().log_outputs(reset, **results)
 
 
-def log_tags(tags: str | Iterable[str]) -> None:
-    current_run().log_tags(tags)
+def log_tags(tags: str | Iterable[str], reset: bool = False) -> None:
+    current_run().log_tags(tags, reset)
 
 
 def log_artifact_ref(
@@ -167,8 +167,8 @@ def log_artifact_ref(
     return current_run().log_artifact_ref(path, kind, name)
 
 
-def log_data_ref(data: object, data_name: str) -> str:
-    return current_run().log_data_ref(data, data_name)
+def log_data_ref(data: object, data_name: str = "data", reset: bool = False) -> str:
+    return current_run().log_data_ref(data, data_name, reset)
 
 
 def get_outputs_path(filename: str | os.PathLike[str] | None = None) -> str:

@@ -39,6 +39,8 @@ class Inputs:
     source: str
     values: dict[str, Any]
     timestamp: float
+    #: True when the call asked to replace what was logged before (``reset=True``).
+    reset: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +50,8 @@ class Outputs:
     source: str
     values: dict[str, Any]
     timestamp: float
+    #: True when the call asked to replace what was logged before (``reset=True``).
+    reset: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +61,7 @@ class Tags:
     source: str
     tags: list[str]
     timestamp: float
+    reset: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +84,7 @@ class DataRef:
     name: str
     hash: str
     timestamp: float
+    reset: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,15 +139,15 @@ def decode(line: bytes | str, source: str = "") -> Event:
     if kind == "metric":
         return Metric(source, raw["n"], _number(raw["v"]), raw["s"], t)
     if kind == "inputs":
-        return Inputs(source, raw["values"], t)
+        return Inputs(source, raw["values"], t, raw.get("reset") is True)
     if kind == "outputs":
-        return Outputs(source, raw["values"], t)
+        return Outputs(source, raw["values"], t, raw.get("reset") is True)
     if kind == "tags":
-        return Tags(source, raw["tags"], t)
+        return Tags(source, raw["tags"], t, raw.get("reset") is True)
     if kind == "artifact":
         return ArtifactRef(source, raw["n"], raw["kind"], raw["path"], raw.get("hash"), t)
     if kind == "data":
-        return DataRef(source, raw["n"], raw["hash"], t)
+        return DataRef(source, raw["n"], raw["hash"], t, raw.get("reset") is True)
     if kind == "run" and raw.get("event") == "start":
         task = raw["task"]
         return RunStarted(source, task["type"], task["index"], raw["pid"], raw["format"], t)

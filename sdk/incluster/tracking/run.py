@@ -111,6 +111,16 @@ def metric_step(step: object) -> str:
     return _int_repr(number)
 
 
+def _check_reset(reset: object) -> bool:
+    """``reset`` is a flag; anything else is a param that collided with the keyword."""
+    if not isinstance(reset, bool):
+        raise TypeError(
+            f"reset must be True or False, got {type(reset).__name__} {reset!r}: it asks to "
+            "replace what was logged before (Polyaxon's meaning), it is not a value to log"
+        )
+    return reset
+
+
 def now_ms() -> int:
     """Milliseconds since the epoch: the format's ``t`` (an int renders 3x faster)."""
     return _time_ns() // 1_000_000
@@ -323,26 +333,35 @@ class Run:
             self._version += 1
 
     # --- other records -----------------------------------------------------------------
-    def log_inputs(self, **params: Any) -> None:
-        """Hyperparameters and other inputs (merged into the summary's ``inputs``)."""
-        if not params:
-            raise ValueError("log_inputs needs at least one name=value input")
-        values = _json_values(params, "log_inputs")
-        # the summary keeps what was logged, not the caller's objects mutated later
-        self._append_with_time(
-            '{"k":"inputs","values":' + values + ',"t":',
-            lambda: self._inputs.update(json.loads(values)),
-        )
+    def log_inputs(self, reset: bool = False, **params: Any) -> None:
+        """Hyperparameters and other inputs, merged into the summary's ``inputs``.
 
-    def log_outputs(self, **results: Any) -> None:
-        """Final results (merged into the summary's ``outputs``)."""
-        if not results:
-            raise ValueError("log_outputs needs at least one name=value result")
-        values = _json_values(results, "log_outputs")
-        self._append_with_time(
-            '{"k":"outputs","values":' + values + ',"t":',
-            lambda: self._outputs.update(json.loads(values)),
-        )
+        ``reset=True`` (Polyaxon's meaning) replaces what was logged before instead of
+        merging; with no params it clears them. The record carries ``"reset":true`` so a
+        reader of the event file replays the same thing.
+        """
+        self._log_values("inputs", self._inputs, reset, params)
+
+    def log_outputs(self, reset: bool = False, **results: Any) -> None:
+        """Final results, merged into the summary's ``outputs`` (``reset`` as for inputs)."""
+        self._log_values("outputs", self._outputs, reset, results)
+
+    def _log_values(
+        self, kind: str, target: dict[str, Any], reset: object, values: dict[str, Any]
+    ) -> None:
+        reset = _check_reset(reset)
+        if not values and not reset:
+            raise ValueError(f"log_{kind} needs at least one name=value {kind[:-1]}")
+        text = _json_values(values, f"log_{kind}")
+        head = '{"k":"' + kind + '","values":' + text + (',"reset":true' if reset else "")
+
+        def update() -> None:
+            if reset:
+                target.clear()
+            # the summary keeps what was logged, not the caller's objects mutated later
+            target.update(json.loads(text))
+
+        self._append_with_time(head + ',"t":', update)
 
     def _append_with_time(self, head: str, update: Callable[[], None]) -> None:
         """Finish a record's line with the time, write it and update the summary."""
@@ -352,15 +371,25 @@ class Run:
             update()
             self._version += 1
 
-    def log_tags(self, tags: str | Iterable[str]) -> None:
-        """Tags: one string or an iterable of non-empty strings."""
+    def log_tags(self, tags: str | Iterable[str], reset: bool = False) -> None:
+        """Tags: one string or an iterable of non-empty strings.
+
+        ``reset=True`` replaces the tags logged before (an empty list then clears them).
+        """
+        reset = _check_reset(reset)
         items = [tags] if isinstance(tags, str) else list(tags)
-        if not items:
+        if not items and not reset:
             raise ValueError("tags must hold at least one tag")
         for tag in items:
             check_name(tag, argument="tags")
-        head = '{"k":"tags","tags":' + _dumps(items) + ',"t":'
-        self._append_with_time(head, lambda: self._tags.update(dict.fromkeys(items)))
+        head = '{"k":"tags","tags":' + _dumps(items) + (',"reset":true' if reset else "")
+
+        def update() -> None:
+            if reset:
+                self._tags.clear()
+            self._tags.update(dict.fromkeys(items))
+
+        self._append_with_time(head + ',"t":', update)
 
     def log_artifact_ref(
         self,
@@ -411,14 +440,26 @@ class Run:
             return os.path.relpath(real, real_root).replace(os.sep, "/")
         return os.path.abspath(full)
 
-    def log_data_ref(self, data: object, data_name: str) -> str:
-        """Record a stable content hash of ``data`` under ``data_name``; returns the hash."""
+    def log_data_ref(self, data: object, data_name: str = "data", reset: bool = False) -> str:
+        """Record a stable content hash of ``data`` under ``data_name``; returns the hash.
+
+        ``data_name`` defaults to ``"data"`` as in Polyaxon v0; ``reset=True`` forgets the
+        data refs logged before this one.
+        """
+        reset = _check_reset(reset)
         check_name(data_name, argument="data_name")
         from incluster.tracking import hashing
 
         digest = hashing.data_hash(data)
-        head = '{"k":"data","n":' + _dumps(data_name) + ',"hash":' + _dumps(digest) + ',"t":'
-        self._append_with_time(head, lambda: self._data_refs.__setitem__(data_name, digest))
+        head = '{"k":"data","n":' + _dumps(data_name) + ',"hash":' + _dumps(digest)
+        head += ',"reset":true' if reset else ""
+
+        def update() -> None:
+            if reset:
+                self._data_refs.clear()
+            self._data_refs[data_name] = digest
+
+        self._append_with_time(head + ',"t":', update)
         return digest
 
     def get_outputs_path(self, filename: str | os.PathLike[str] | None = None) -> str:

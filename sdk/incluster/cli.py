@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from incluster.tracking.events import Metric, read_events
+from incluster.tracking.objectstore import StoreError
 from incluster.tracking.stats import metric_stats
 
 
@@ -26,7 +27,7 @@ def _format(value: float | int | None) -> str:
 def _metrics(args: argparse.Namespace) -> int:
     try:
         reader = read_events(args.path)
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, StoreError) as exc:
         print(f"incluster metrics: {exc}", file=sys.stderr)
         return 2
     if args.csv:
@@ -57,7 +58,11 @@ def _add_metrics(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         help="summarise logged metrics",
         description="Latest value, min, max and count per metric (per replica file).",
     )
-    parser.add_argument("path", help="an event file, a run's events dir or its outputs dir")
+    parser.add_argument(
+        "path",
+        help="an event file, a run's events dir or its outputs dir, or its outputs URL "
+        "(s3://, gs://, az://; needs incluster[s3], [gcs] or [azure])",
+    )
     parser.add_argument("--csv", action="store_true", help="print every point as CSV")
     parser.set_defaults(handler=_metrics)
 

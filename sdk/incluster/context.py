@@ -381,6 +381,40 @@ def get_outputs_path() -> str:
     return value
 
 
+def get_outputs_url() -> str | None:
+    """The object-store URL standing for ``get_outputs_path()``, or None (no store).
+
+    Set by the operator when its outputs store is ``s3://``, ``gs://`` or ``az://``; the
+    SDK then uploads what the run writes under the outputs path to the same place under
+    this URL.
+    """
+    raw = os.environ.get(contract.ENV_OUTPUTS_URL)
+    if not raw:
+        return None
+    scheme, sep, rest = raw.partition("://")
+    if not sep or not rest or scheme not in ("s3", "gs", "gcs", "az", "abfs", "abfss"):
+        raise ContextError(
+            f"env var {contract.ENV_OUTPUTS_URL}={raw!r} must be an s3://, gs:// or az:// URL"
+        )
+    return raw.rstrip("/")
+
+
+def get_upload_seconds() -> float:
+    """Seconds between two uploads of new event lines (``INCLUSTER_UPLOAD_SECONDS``, 10)."""
+    raw = os.environ.get(contract.ENV_UPLOAD_SECONDS)
+    if not raw:
+        return 10.0
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value == float("inf"):
+        raise ContextError(
+            f"env var {contract.ENV_UPLOAD_SECONDS}={raw!r} must be a number of seconds > 0"
+        )
+    return value
+
+
 def _string_list(value: Any, source: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ContextError(f"{source} must be a list of path strings, got {value!r}")

@@ -112,17 +112,28 @@ class Experiment:
         return self.run.log_data_ref(data, data_name, reset)
 
     def log_output(self, file_path: str | os.PathLike[str]) -> dict[str, Any]:
-        """Copy a file into the outputs store (atomically) and record it as an artifact."""
+        """Copy a file into the outputs path (atomically), record it as an artifact, and
+        with an object store upload it at once; the record's ``url`` is its object URL.
+
+        A store that does not take the file now never raises here: the upload is retried
+        in the background and at ``end()`` (one warning says why).
+        """
         run = self.run
         stored = store.store_file(run.outputs_path, file_path)
+        if run.uploader is not None:
+            run.uploader.upload_files([stored])
         return run.log_artifact_ref(stored, ArtifactKind.FILE)
 
     def log_outputs(self, dir_path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-        """Copy a directory's files into the outputs store, each atomically, and record them."""
+        """Copy a directory's files into the outputs path, each atomically, record them,
+        and with an object store upload them at once (see ``log_output``)."""
         run = self.run
+        stored_files = store.store_tree(run.outputs_path, dir_path)
+        if run.uploader is not None:
+            run.uploader.upload_files(stored_files)
         return [
             run.log_artifact_ref(stored, ArtifactKind.FILE, _label(run.outputs_path, stored))
-            for stored in store.store_tree(run.outputs_path, dir_path)
+            for stored in stored_files
         ]
 
 

@@ -31,11 +31,14 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping
 from time import time_ns as _time_ns
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from incluster import contract
 from incluster.schemas import ArtifactKind
 from incluster.tracking import paths
+
+if TYPE_CHECKING:  # pragma: no cover
+    from incluster.tracking.upload import Uploader
 
 #: Version of the event line format, written in every ``run`` start record.
 FORMAT_VERSION = 1
@@ -169,6 +172,8 @@ class Run:
         *,
         register_atexit: bool = True,
         on_end: Callable[[Run], None] | None = None,
+        outputs_url: str | None = None,
+        upload_seconds: float = 10.0,
     ) -> None:
         self._on_end = on_end
         self.outputs_path = os.path.abspath(os.fspath(outputs_path))
@@ -204,6 +209,14 @@ class Run:
             "t": now_ms(),
         }
         self._append((_dumps(start) + "\n").encode(), 1)
+        #: The background uploader when the outputs live in an object store (else None).
+        self.uploader: Uploader | None = None
+        if outputs_url is not None:
+            from incluster.tracking.upload import Uploader  # fsspec only when a URL is used
+
+            self.uploader = Uploader(
+                self.outputs_path, outputs_url, self.events_path, interval=upload_seconds
+            )
         if register_atexit:
             atexit.register(self.end)
         _LIVE_RUNS.add(self)
@@ -412,6 +425,8 @@ class Run:
         if not isinstance(path, str | os.PathLike):
             raise TypeError(f"path must be a str or path, got {type(path).__name__}")
         text = os.fspath(path)
+        if "://" in text:
+            return self._log_url_ref(text, kind_value, name)
         full = (
             text if os.path.isabs(text) else paths.inside(self.outputs_path, text, argument="path")
         )
@@ -423,15 +438,38 @@ class Run:
 
         digest = hashing.tree_hash(full) if os.path.isdir(full) else hashing.file_hash(full)
         stored = self._relative(full)
-        record = {"k": "artifact", "n": label, "kind": kind_value.value, "path": stored}
-        record["hash"] = digest
+        url = self.uploader.url_for(full) if self.uploader is not None else None
+        return self._record_artifact(label, kind_value, stored, digest, url)
+
+    def _log_url_ref(self, url: str, kind: ArtifactKind, name: str | None) -> dict[str, Any]:
+        """An artifact that already lives in an object store: recorded by URL, not hashed."""
+        from incluster.tracking import objectstore
+
+        if not objectstore.is_url(url):
+            raise ValueError(
+                f"path={url!r} is a URL of an unknown scheme; artifact URLs must be "
+                f"{', '.join(s + '://' for s in objectstore.SCHEMES)}"
+            )
+        stem = os.path.splitext(url.rstrip("/").rsplit("/", 1)[-1])[0]
+        label = paths.check_artifact_name(stem if name is None else name)
+        return self._record_artifact(label, kind, url, None, url)
+
+    def _record_artifact(
+        self, label: str, kind: ArtifactKind, stored: str, digest: str | None, url: str | None
+    ) -> dict[str, Any]:
+        summary: dict[str, Any] = {"name": label, "kind": kind.value, "path": stored}
+        summary["hash"] = digest
+        if url is not None:
+            summary["url"] = url  # where the object store has (or will have) it
+        record = {"k": "artifact", "n": label, "kind": kind.value, "path": stored, "hash": digest}
+        if url is not None:
+            record["url"] = url
         data = (_dumps({**record, "t": now_ms()}) + "\n").encode()
-        summary = {"name": label, "kind": kind_value.value, "path": stored, "hash": digest}
         with self._lock:
             self._append(data, 1)
             self._artifacts[label] = summary
             self._version += 1
-        return summary
+        return dict(summary)
 
     def _relative(self, full: str) -> str:
         real_root = os.path.realpath(self.outputs_path)
@@ -529,6 +567,9 @@ class Run:
                     self._drop(exc, 0)
                 os.close(fd)
         atexit.unregister(self.end)
+        if self.uploader is not None:
+            # the last event lines and the rest of the outputs; never raises, bounded
+            self.uploader.close()
         if self._on_end is not None:
             self._on_end(self)
 

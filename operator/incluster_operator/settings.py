@@ -200,6 +200,11 @@ def _store_url(name: str, value: str) -> str:
     return value.rstrip("/")
 
 
+def outputs_url_option(name: str, value: str) -> str:
+    """Check an outputs URL given elsewhere (``incluster run --outputs``) like the setting."""
+    return _store_url(name, value)
+
+
 def _namespaces(value: str) -> tuple[str, ...] | None:
     if value.strip() in ("", "*"):
         return None

@@ -75,6 +75,8 @@ def filesystem(url: str) -> Any:
         raise StoreError("url", f"{url!r} is not an s3://, gs:// or az:// URL")
     protocol, extra = SCHEMES[scheme]
     try:
+        import concurrent.futures.thread  # noqa: F401 - registers its exit hook now, not at exit
+
         import fsspec
 
         options: dict[str, Any] = {"skip_instance_cache": True}
@@ -112,6 +114,8 @@ def classify(exc: BaseException, url: str) -> StoreError:
             "never provides credentials)",
         )
     name = type(exc).__name__
+    if isinstance(exc, RuntimeError) and "shutdown" in text:
+        return StoreError("shutdown", f"the interpreter is exiting, too late to upload ({text})")
     if isinstance(exc, ConnectionError | TimeoutError) or "Connect" in name or "Endpoint" in name:
         return StoreError("unreachable", f"the store of {url} cannot be reached ({name}: {text})")
     return StoreError("failed", f"{name}: {text}")

@@ -67,6 +67,29 @@ if hasattr(os, "register_at_fork"):  # not on Windows, which cannot fork
     os.register_at_fork(after_in_child=_reset_locks_after_fork)
 
 
+def _end_before_thread_shutdown(run: Run) -> None:
+    """End an uploading run while the interpreter can still run its HTTP client.
+
+    ``atexit`` hooks run after ``concurrent.futures`` has stopped accepting work, and the
+    store clients resolve names and connect through an executor: an upload from a plain
+    atexit hook fails with "cannot schedule new futures after shutdown". Hooks registered
+    with ``threading._register_atexit`` run before that (the latest first), when the main
+    thread has finished but nothing is torn down yet. A private hook, so only if present;
+    the plain atexit hook stays as the fallback.
+    """
+    register = getattr(threading, "_register_atexit", None)
+    if register is not None:
+        ref = weakref.ref(run)
+
+        def end_run() -> None:
+            alive = ref()
+            if alive is not None and os.getpid() == alive._pid:
+                alive.end()
+
+        with contextlib.suppress(RuntimeError):  # already shutting down: atexit remains
+            register(end_run)
+
+
 def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), allow_nan=False)
 
@@ -219,6 +242,8 @@ class Run:
             )
         if register_atexit:
             atexit.register(self.end)
+            if self.uploader is not None:
+                _end_before_thread_shutdown(self)
         _LIVE_RUNS.add(self)
 
     def _set_lock(self, lock: threading.RLock) -> None:

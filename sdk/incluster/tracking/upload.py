@@ -33,12 +33,13 @@ from incluster.tracking.objectstore import StoreError
 log = logging.getLogger("incluster.tracking.upload")
 
 DEFAULT_INTERVAL: Final = 10.0
-#: How long ``close()`` keeps trying by default (the rest of the outputs may be large).
-CLOSE_TIMEOUT_SECONDS: Final = 300.0
+#: How long ``close()`` keeps retrying a store that fails (an upload in progress is never
+#: cut short by it: the deadline is checked between rounds).
+CLOSE_TIMEOUT_SECONDS: Final = 60.0
 #: Largest stretch of event lines sent as one object.
 MAX_SEGMENT_BYTES: Final = 8 << 20
 #: Failures that retrying within one run cannot fix (``close()`` gives up at once).
-PERMANENT: Final = frozenset({"credentials", "bucket", "missing", "url"})
+PERMANENT: Final = frozenset({"credentials", "bucket", "missing", "url", "shutdown"})
 #: Files under the outputs path that are never uploaded: atomic-copy temporaries.
 _TEMP_PREFIX: Final = ".incluster-"
 
@@ -80,6 +81,12 @@ class Uploader:
         self._last_kind = ""
         self._pid = os.getpid()
         self._load_state()
+        try:
+            # Now, not on first use: the store client's imports (and the executor its
+            # HTTP client resolves names on) cannot be set up once the interpreter exits.
+            self._store()
+        except Exception as exc:
+            self._failed(exc)
         self._thread = threading.Thread(target=self._main, name="incluster-upload", daemon=True)
         if start:
             self._thread.start()

@@ -247,6 +247,10 @@ def test_a_store_that_goes_down_costs_training_nothing_warns_once_and_catches_up
         for step in range(1, 5001):
             run.log_metric("loss", 1.0, step=step)
         logging_seconds = time.perf_counter() - started
+        source = clean_context.parent / "late.bin"
+        source.write_bytes(b"sent when the store is back")
+        (late_url,) = run.uploader.upload_as([(str(source), "late.bin")])  # log_output's path
+        source.unlink()  # the staged copy under the outputs path is what gets sent
         poll(lambda: run.uploader.failures.get("unreachable", 0) >= 3, 60, "3 failed rounds")
         assert logging_seconds < 2.0, "logging waited for the store"
         warnings = _warnings(caplog)
@@ -257,6 +261,8 @@ def test_a_store_that_goes_down_costs_training_nothing_warns_once_and_catches_up
         forwarder.up()
         poll(lambda: len(_metrics_or_none(url)) == 5001, 60, "the store to catch up")
         assert [m.step for m in _metrics(url)] == list(range(5001))
+        poll(lambda: store_fs().exists(late_url), 30, "the staged file in the store")
+        assert store_fs().cat(late_url) == b"sent when the store is back"
         assert len(_warnings(caplog)) == 1  # coming back is not a warning
     finally:
         forwarder.down()

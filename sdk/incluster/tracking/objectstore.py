@@ -121,8 +121,10 @@ def classify(exc: BaseException, url: str) -> StoreError:
     return StoreError("failed", f"{name}: {text}")
 
 
-def put_file(fs: Any, local: str, url: str) -> None:
-    fs.put_file(local, url)
+def put_files(fs: Any, local: list[str], urls: list[str]) -> None:
+    """Upload files to their URLs in one call (concurrent in async stores such as s3fs)."""
+    if local:
+        fs.put(local, urls)
 
 
 def put_bytes(fs: Any, url: str, data: bytes) -> None:

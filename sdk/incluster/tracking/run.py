@@ -466,6 +466,14 @@ class Run:
         url = self.uploader.url_for(full) if self.uploader is not None else None
         return self._record_artifact(label, kind_value, stored, digest, url)
 
+    def log_uploaded(
+        self, name: str, url: str, digest: str, label: str | None = None
+    ) -> dict[str, Any]:
+        """Record a file sent to the store as ``name`` under the outputs path: a ``file``
+        artifact (named ``label``, default ``name``) with its content hash."""
+        label = paths.check_artifact_name(name if label is None else label)
+        return self._record_artifact(label, ArtifactKind.FILE, name, digest, url)
+
     def _log_url_ref(self, url: str, kind: ArtifactKind, name: str | None) -> dict[str, Any]:
         """An artifact that already lives in an object store: recorded by URL, not hashed."""
         from incluster.tracking import objectstore

@@ -192,20 +192,52 @@ class Uploader:
             self._send_pending()
         return urls
 
+    def upload_as(self, files: list[tuple[str, str]]) -> list[str]:
+        """Send ``(local file, name under the outputs path)`` pairs straight to the store.
+
+        No staging copy when the store takes them (the seed's "cloud storage" meaning of
+        ``log_output``). When it does not, each file is copied atomically to its place
+        under the outputs path first, so it is sent later even if the source goes away.
+        Returns the object URLs; never raises for a store failure.
+        """
+        urls = [objectstore.join(self.url, name) for _, name in files]
+        with self._lock:
+            try:
+                objectstore.put_files(self._store(), [src for src, _ in files], urls)
+            except Exception as exc:
+                self._failed(exc)
+                from incluster.tracking import paths, store
+
+                for (source, name), url in zip(files, urls, strict=True):
+                    target = paths.inside(self.root, name, argument="file name")
+                    if os.path.realpath(source) != os.path.realpath(target):
+                        store.copy_file_atomic(source, target)
+                    self._pending[target] = url
+                return urls
+            self._succeeded()
+            for source, _ in files:
+                if os.path.realpath(source).startswith(os.path.realpath(self.root) + os.sep):
+                    with contextlib.suppress(OSError):
+                        st = os.stat(source)
+                        self._sent[os.path.abspath(source)] = (st.st_size, st.st_mtime_ns)
+        return urls
+
     def _send_pending(self) -> bool:
         if not self._pending:
             return True
         try:
             fs = self._store()
+            batch: dict[str, tuple[str, os.stat_result]] = {}
             for path, url in list(self._pending.items()):
                 try:
-                    st = os.stat(path)
+                    batch[path] = (url, os.stat(path))
                 except FileNotFoundError:
                     del self._pending[path]  # removed since: nothing left to send
-                    continue
-                objectstore.put_file(fs, path, url)
+            # one call for the batch: fsspec sends the files concurrently
+            objectstore.put_files(fs, list(batch), [url for url, _ in batch.values()])
+            for path, (_, st) in batch.items():
                 self._sent[path] = (st.st_size, st.st_mtime_ns)
-                del self._pending[path]
+                self._pending.pop(path, None)
         except Exception as exc:
             self._failed(exc)
             return False

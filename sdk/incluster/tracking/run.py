@@ -4,7 +4,8 @@ Durability model (docs/tracking.md): every record is one JSON line, and every ca
 returns has handed its whole lines to the kernel in a single ``os.write`` on an
 ``O_APPEND`` descriptor. The kernel keeps them if the process is SIGKILLed or OOM-killed;
 ``end()`` adds the ``fsync`` that also survives a power loss. There is no user-space
-buffer to lose and no background thread to join.
+buffer to lose. The only thread is the uploader's, and only when the outputs live in an
+object store (``upload.Uploader``): it reads the file the calls wrote, never the calls.
 
 The metric hot path is written for speed (the benchmark holds it against a bare
 ``os.write`` of an f-string): the JSON prefix of each metric name is built once and

@@ -29,6 +29,9 @@ _SETTING_FIELDS = {
     settings_module.ENV_TOKEN_TTL_SECONDS: "token_ttl_seconds",
     settings_module.ENV_SUMMARY_SYNC_SECONDS: "summary_sync_seconds",
     settings_module.ENV_SUCCESS_POLICY: "success_policy",
+    settings_module.ENV_POLYAXON_ENV: "polyaxon_env",
+    settings_module.ENV_OUTPUTS_URL: "outputs_url",
+    settings_module.ENV_UPLOAD_SECONDS: "upload_seconds",
 }
 
 _INTRO = """\

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import TextIO
 
 from incluster.tracking.events import Metric, read_events
+from incluster.tracking.objectstore import StoreError
 from incluster.tracking.runs import LEGACY, RunNotFound, choose, list_runs
 from incluster.tracking.stats import metric_stats
 
@@ -78,7 +79,7 @@ def _metrics(args: argparse.Namespace) -> int:
         return 2
     try:
         reader = read_events(path)
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, StoreError) as exc:
         print(f"incluster metrics: {exc}", file=sys.stderr)
         return 2
     if args.csv:
@@ -110,7 +111,9 @@ def _add_metrics(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         ),
     )
     parser.add_argument(
-        "path", help="an event file, a run's outputs or events dir, or an experiment's dir"
+        "path",
+        help="an event file, a run's outputs or events dir, an experiment's dir, or a run's "
+        "outputs URL (s3://, gs://, az://; needs incluster[s3], [gcs] or [azure])",
     )
     parser.add_argument(
         "--run", metavar="ID", help="which run of the experiment (an id or a unique prefix)"

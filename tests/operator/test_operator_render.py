@@ -311,6 +311,93 @@ def test_meta_from_the_api_metadata_and_the_pod_selector():
     assert all(labels[k] == v for k, v in (item.split("=") for item in selector.split(",")))
 
 
+@pytest.mark.parametrize(
+    ("setting", "spec_value", "expected"),
+    [
+        (False, None, False),  # the documented default: our names only
+        (True, None, True),  # the chart-wide setting
+        (False, True, True),  # the per-Experiment opt-in
+        (True, False, False),  # an Experiment may also opt out
+    ],
+)
+def test_the_seeds_polyaxon_env_names_are_injected_when_asked(setting, spec_value, expected):
+    settings = Settings(outputs=VolumeSource(claim="outputs"), polyaxon_env=setting)
+    extra = {} if spec_value is None else {"polyaxonEnv": spec_value}
+    raw = raw_spec(declarations={"lr": 0.1}, logLevel="INFO", **extra)
+    pod = pod_named(render(raw, settings), "xp-worker-1")
+    env = env_of(pod["spec"]["containers"][0])
+    seed = {k: v for k, v in env.items() if k.startswith("POLYAXON_")}
+    if not expected:
+        assert seed == {}
+        return
+    # every seed name the contract lists, each with exactly our value
+    assert set(seed) == set(contract.SEED_ENV.values())
+    for ours, alias in contract.SEED_ENV.items():
+        assert seed[alias] == env[ours], alias
+    assert json.loads(seed["POLYAXON_TASK_INFO"]) == {"type": "worker", "index": 1}
+
+
+def test_the_sdk_reads_the_seed_names_when_ours_are_absent(monkeypatch):
+    settings = Settings(outputs=VolumeSource(claim="outputs"), polyaxon_env=True)
+    pod = pod_named(render(raw_spec(declarations={"lr": 0.1}), settings), "xp-worker-0")
+    env = env_of(pod["spec"]["containers"][0])
+    for name in list(os.environ):
+        if name.startswith(("INCLUSTER_", "POLYAXON_")) or name == "TF_CONFIG":
+            monkeypatch.delenv(name)
+    for name, value in env.items():
+        if name.startswith("POLYAXON_"):  # only the seed's names: ours are absent
+            monkeypatch.setenv(name, value)
+    assert context.is_in_cluster()
+    assert context.get_task_info() == {"type": "worker", "index": 0}
+    assert context.get_declarations() == {"lr": 0.1}
+    assert context.get_cluster_def() == json.loads(env[contract.ENV_CLUSTER])
+    assert context.get_outputs_path() == env[contract.ENV_OUTPUTS_PATH]
+    assert context.get_experiment_info()["experiment_name"] == "xp"
+    # ours wins when both are there
+    monkeypatch.setenv(contract.ENV_DECLARATIONS, '{"lr": 0.5}')
+    assert context.get_declarations() == {"lr": 0.5}
+    # a broken alias is named in the error
+    monkeypatch.delenv(contract.ENV_DECLARATIONS)
+    monkeypatch.setenv("POLYAXON_DECLARATIONS", "{nope")
+    with pytest.raises(context.ContextError, match="POLYAXON_DECLARATIONS"):
+        context.get_declarations()
+
+
+def test_outputs_in_an_object_store_reach_pods_as_a_url_and_refs_as_urls():
+    settings = Settings(
+        outputs_url="s3://ml/team",
+        upload_seconds=3.0,
+        data_stores={
+            "imagenet": VolumeSource(url="gs://sets/imagenet"),
+            "raw": VolumeSource(host_path="/d"),
+        },
+    )
+    raw = raw_spec(outputsRefs={"experiments": ["xp0", "other/xp1"]}, data=["imagenet", "raw"])
+    pod = pod_named(render(raw, settings), "xp-master-0")
+    container = pod["spec"]["containers"][0]
+    env = env_of(container)
+    assert env[contract.ENV_OUTPUTS_URL] == "s3://ml/team/team/mnist/xp"
+    assert env[contract.ENV_UPLOAD_SECONDS] == "3"
+    assert env[contract.ENV_OUTPUTS_PATH] == "/outputs/team/mnist/xp"  # still written locally
+    assert json.loads(env[contract.ENV_OUTPUTS_REFS_PATHS]) == {
+        "jobs": [],
+        "experiments": ["s3://ml/team/team/mnist/xp0", "s3://ml/team/team/other/xp1"],
+    }
+    assert json.loads(env[contract.ENV_DATA_PATHS]) == {
+        "imagenet": "gs://sets/imagenet",
+        "raw": "/data/raw",
+    }
+    mounts = [m["mountPath"] for m in container["volumeMounts"]]
+    assert "/outputs/team/mnist/xp" in mounts  # the local staging directory
+    assert not any(m.startswith("/refs") for m in mounts)  # refs are read by URL
+    assert "/data/raw" in mounts
+    assert "/data/imagenet" not in mounts
+    outputs = [v for v in pod["spec"]["volumes"] if v["name"] == names.VOLUME_OUTPUTS]
+    assert outputs == [{"name": names.VOLUME_OUTPUTS, "emptyDir": {}}]
+    # no credential of any kind is rendered: the pod brings its own
+    assert not [k for k in env if k.startswith(("AWS_", "GOOGLE_", "AZURE_"))]
+
+
 def test_no_credential_in_env_or_configmap_and_the_ca_and_url_travel_in_the_context():
     settings = Settings(report_url="https://op.ops.svc:8443", report_ca_pem="-----BEGIN CERT")
     children = render(raw_spec(), settings)

@@ -210,6 +210,14 @@ class ExperimentSpec(_Model):
         default=None,
         description="Name of the metric to show in status.tracking.primaryMetric.",
     )
+    polyaxon_env: bool | None = Field(
+        default=None,
+        description=(
+            "true: every container also gets the seed's POLYAXON_* env vars (POLYAXON_CLUSTER, "
+            "POLYAXON_TASK_INFO, ...) with the same values as the INCLUSTER_* ones, for "
+            "scripts that read them directly. Unset: the operator's setting (default false)."
+        ),
+    )
 
 
 class Condition(_Observed):

@@ -33,6 +33,9 @@ _SETTING_FIELDS = {
     settings_module.ENV_REPORT_TLS_DIR: "report_tls_dir",
     settings_module.ENV_SUMMARY_SYNC_SECONDS: "summary_sync_seconds",
     settings_module.ENV_SUCCESS_POLICY: "success_policy",
+    settings_module.ENV_POLYAXON_ENV: "polyaxon_env",
+    settings_module.ENV_OUTPUTS_URL: "outputs_url",
+    settings_module.ENV_UPLOAD_SECONDS: "upload_seconds",
 }
 
 _INTRO = """\

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from incluster_operator import settings
 from incluster_operator.api import InvalidSpec
 from incluster_operator.local.console import Console
 from incluster_operator.local.errors import PodSpecError
@@ -51,7 +52,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     parser.add_argument("file", type=Path, help="an Experiment manifest (YAML)")
     parser.add_argument(
-        "--outputs", type=Path, default=Path("outputs"), help="outputs directory (./outputs)"
+        "--outputs",
+        default="outputs",
+        help="outputs directory (./outputs), or an object-store URL (s3://bucket/prefix, "
+        "gs://..., az://...): replicas then write under ./outputs and upload there with "
+        "the AWS_*/GOOGLE_*/AZURE_* credentials of this shell",
     )
     parser.add_argument(
         "--workdir",
@@ -84,14 +89,18 @@ def run_command(args: Any) -> int:
     out = sys.stdout
     try:
         manifest = load_manifest(args.file)
+        url = args.outputs if "://" in args.outputs else None
+        if url is not None:
+            url = settings.outputs_url_option("--outputs", url)
         options = Options(
-            outputs=args.outputs,
+            outputs=Path("outputs" if url else args.outputs),
+            outputs_url=url,
             workdir=(args.workdir or Path.cwd()).absolute(),
             data=dict(args.data),
             grace=args.grace,
         )
         prepared = prepare(manifest, options)
-    except (ManifestError, InvalidSpec, PodSpecError) as exc:
+    except (ManifestError, InvalidSpec, PodSpecError, settings.SettingsError) as exc:
         print(f"incluster run: {args.file}: {exc}", file=sys.stderr)
         return 2
     busy = busy_addresses(prepared)

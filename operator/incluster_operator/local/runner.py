@@ -14,6 +14,7 @@ are never written, moved or deleted.
 from __future__ import annotations
 
 import contextlib
+import os
 import queue
 import signal
 import socket
@@ -35,7 +36,7 @@ from incluster_operator.local.address import replica_address
 from incluster_operator.local.console import Console
 from incluster_operator.local.errors import PodSpecError
 from incluster_operator.local.lookups import StaticLookups, config_map_bytes
-from incluster_operator.local.plan import Layout, Node, PodPlan, plan_pod
+from incluster_operator.local.plan import Layout, Node, PodPlan, inherited_env, plan_pod
 from incluster_operator.local.podrun import PodRun
 from incluster_operator.local.state import PodState, pod_status
 from incluster_operator.render import ExperimentMeta, render_all
@@ -109,6 +110,22 @@ class Options:
     data: Mapping[str, Path] = field(default_factory=dict)
     #: Seconds a replica gets to exit after SIGTERM before SIGKILL.
     grace: float = 10.0
+    #: Object-store URL of the outputs (``--outputs s3://...``); ``outputs`` then only
+    #: stages the local copy the replicas write before the SDK uploads it.
+    outputs_url: str | None = None
+
+
+#: Env name prefixes of the object stores' standard credentials and endpoints. A local
+#: run with an outputs URL hands the user's own to the replicas (on one machine the
+#: user's environment is the pods' environment); without a URL they stay out.
+STORE_ENV_PREFIXES = ("AWS_", "GOOGLE_", "GCE_", "AZURE_", "FSSPEC_")
+
+
+def store_env(options: Options) -> dict[str, str]:
+    """The credential and endpoint variables replicas need to reach the outputs URL."""
+    if options.outputs_url is None:
+        return {}
+    return {k: v for k, v in os.environ.items() if k.startswith(STORE_ENV_PREFIXES)}
 
 
 def local_settings(options: Options) -> Settings:
@@ -116,6 +133,7 @@ def local_settings(options: Options) -> Settings:
     return Settings(
         addressing="loopback",
         outputs=VolumeSource(host_path=OUTPUTS_HOST_PATH),
+        outputs_url=options.outputs_url,
         data_stores={
             name: VolumeSource(host_path=f"{DATA_HOST_PATH}/{name}") for name in options.data
         },
@@ -139,6 +157,8 @@ class Prepared:
     state_dir: Path
     #: What the run should tell the user before it starts (e.g. an older layout found).
     notes: tuple[str, ...] = ()
+    #: What every container starts from: the inherited env, plus store credentials.
+    base_env: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def run_id(self) -> str:
@@ -149,7 +169,14 @@ class Prepared:
         pod = self.pods[replica]
         pod = {**pod, "metadata": {**pod["metadata"], "uid": uid}}
         node = Node(pod_ip=self.addresses[replica])
-        return plan_pod(pod, self.lookups, self.layout, node=node, workdir=self.workdir)
+        return plan_pod(
+            pod,
+            self.lookups,
+            self.layout,
+            node=node,
+            workdir=self.workdir,
+            base_env=self.base_env or None,
+        )
 
 
 def prepare(manifest: Manifest, options: Options) -> Prepared:
@@ -214,6 +241,7 @@ def prepare(manifest: Manifest, options: Options) -> Prepared:
         outputs_path=run_dir,
         state_dir=state_dir,
         notes=tuple(notes),
+        base_env={**inherited_env(), **store_env(options)} if options.outputs_url else {},
     )
 
 

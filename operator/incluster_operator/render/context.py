@@ -133,24 +133,43 @@ def ref_subpath(
     return f"{base}/{run}" if run else base
 
 
+def outputs_url(spec: ExperimentSpec, meta: ExperimentMeta, settings: Settings) -> str | None:
+    """The object-store URL standing for ``outputs_path`` (None without an outputs URL)."""
+    if settings.outputs_url is None:
+        return None
+    return f"{settings.outputs_url}/{outputs_subpath(spec, meta)}"
+
+
 def ref_mount_path(settings: Settings, kind: str, ref: str) -> str:
     """Where a reference is mounted: flat (``a/b`` -> ``a.b``) so mounts never nest."""
     return f"{settings.refs_root.rstrip('/')}/{kind}/{ref.replace('/', '.')}"
 
 
-def refs_paths(spec: ExperimentSpec, settings: Settings) -> dict[str, list[str]]:
-    """``{"jobs": [...], "experiments": [...]}``: mount paths in the order requested."""
+def refs_paths(
+    spec: ExperimentSpec, settings: Settings, meta: ExperimentMeta
+) -> dict[str, list[str]]:
+    """``{"jobs": [...], "experiments": [...]}`` in the order requested: mount paths, or
+    object-store URLs when the outputs live in an object store (nothing is mounted then)."""
+
+    def where(kind: str, ref: str) -> str:
+        if settings.outputs_url is not None:
+            return f"{settings.outputs_url}/{ref_subpath(spec, meta, ref)}"
+        return ref_mount_path(settings, kind, ref)
+
     return {
-        "jobs": [ref_mount_path(settings, "jobs", r) for r in spec.outputs_refs.jobs],
-        "experiments": [
-            ref_mount_path(settings, "experiments", r) for r in spec.outputs_refs.experiments
-        ],
+        "jobs": [where("jobs", r) for r in spec.outputs_refs.jobs],
+        "experiments": [where("experiments", r) for r in spec.outputs_refs.experiments],
     }
 
 
 def data_paths(spec: ExperimentSpec, settings: Settings) -> dict[str, str]:
-    """Mounted data stores by name."""
-    return {store: f"{settings.data_root.rstrip('/')}/{store}" for store in spec.data}
+    """Data stores by name: a mount path, or the store's URL (``{"url": ...}`` stores)."""
+    paths = {}
+    for store in spec.data:
+        source = settings.data_stores.get(store)
+        url = source.url if source is not None else None
+        paths[store] = url or f"{settings.data_root.rstrip('/')}/{store}"
+    return paths
 
 
 def _stable_uuid(*parts: str) -> str:
@@ -192,7 +211,7 @@ def context_document(
         contract.KEY_DECLARATIONS: spec.declarations,
         contract.KEY_LOG_LEVEL: spec.log_level,
         contract.KEY_OUTPUTS_PATH: outputs_path(spec, meta, settings),
-        contract.KEY_OUTPUTS_REFS_PATHS: refs_paths(spec, settings),
+        contract.KEY_OUTPUTS_REFS_PATHS: refs_paths(spec, settings, meta),
         contract.KEY_DATA_PATHS: data_paths(spec, settings),
         contract.KEY_FRAMEWORK: spec.framework,
         contract.KEY_EVALUATOR_IN_CLUSTER: settings.evaluator_in_cluster,
@@ -236,10 +255,14 @@ def _common_env(
         (contract.ENV_OUTPUTS_PATH, outputs_path(spec, meta, settings)),
         (contract.ENV_SUMMARY_SYNC_SECONDS, f"{settings.summary_sync_seconds:g}"),
     ]
+    url = outputs_url(spec, meta, settings)
+    if url is not None:  # a URL, never a credential: pods bring their own
+        env.append((contract.ENV_OUTPUTS_URL, url))
+        env.append((contract.ENV_UPLOAD_SECONDS, f"{settings.upload_seconds:g}"))
     optional = [
         (contract.ENV_LOG_LEVEL, spec.log_level or ""),
         (contract.ENV_DECLARATIONS, dumps(spec.declarations) if spec.declarations else ""),
-        (contract.ENV_OUTPUTS_REFS_PATHS, dumps(refs_paths(spec, settings))),
+        (contract.ENV_OUTPUTS_REFS_PATHS, dumps(refs_paths(spec, settings, meta))),
         (contract.ENV_DATA_PATHS, dumps(data_paths(spec, settings))),
     ]
     env.extend((k, v) for k, v in optional if v and len(v.encode()) <= limit)
@@ -285,4 +308,12 @@ def task_env(p: Plan, task_type: str, index: int) -> list[tuple[str, str]]:
     env.extend(
         sorted(topology.framework_env(p.spec.framework, p.cluster, task_type, index).items())
     )
+    if seed_env_enabled(p):
+        env.extend((contract.SEED_ENV[k], v) for k, v in list(env) if k in contract.SEED_ENV)
     return env
+
+
+def seed_env_enabled(p: Plan) -> bool:
+    """The Experiment's ``polyaxonEnv`` if set, else the operator's setting."""
+    wanted = p.spec.polyaxon_env
+    return p.settings.polyaxon_env if wanted is None else wanted

@@ -25,7 +25,9 @@ from incluster_operator.render import (
     plan,
     render_config_map,
     render_service,
+    scheduling,
 )
+from incluster_operator.render.context import Plan
 from incluster_operator.render.pods import render_pod, replica_keys
 from incluster_operator.settings import Settings
 
@@ -68,18 +70,49 @@ def access_objects(spec: ExperimentSpec, meta: ExperimentMeta) -> tuple[dict[str
     return tuple(objects)
 
 
+def _labels(body: Mapping[str, Any]) -> dict[str, str]:
+    labels = (body.get("metadata") or {}).get("labels") or {}
+    return {str(k): str(v) for k, v in labels.items()} if isinstance(labels, Mapping) else {}
+
+
+def attempt_of(body: Mapping[str, Any]) -> int:
+    """The attempt the status says runs now: new pods are rendered for it."""
+    return status.previous_status(
+        body.get("status") if isinstance(body.get("status"), Mapping) else None
+    ).attempt
+
+
+def pod_group(p: Plan) -> tuple[dict[str, Any], ...]:
+    """The gang scheduler's PodGroup (none without spec.schedulingPolicy.scheduler), owned."""
+    group = scheduling.render_pod_group(p)
+    if group is None:
+        return ()
+    group["metadata"]["labels"] = {
+        **names.selector(p.meta.name, p.meta.uid),
+        names.LABEL_MANAGED_BY: names.MANAGED_BY,
+    }
+    group["metadata"]["ownerReferences"] = [owner_reference(p.meta)]
+    return (group,)
+
+
 def desired(body: Mapping[str, Any], settings: Settings) -> Desired:
     """Validate and render everything; raises ``InvalidSpec`` and nothing else."""
     meta = meta_of(body)
-    spec = validate(body.get("spec"), meta.name, settings)
-    p = plan(spec, meta, settings)
+    labels = _labels(body)
+    spec = validate(body.get("spec"), meta.name, settings, labels.get(scheduling.KUEUE_QUEUE_LABEL))
+    p = plan(spec, meta, settings, attempt_of(body), scheduling.kueue_queue(spec, labels))
     pods = {
         key: access.with_token_sources(render_pod(p, *key), meta.name) for key in replica_keys(p)
     }
     return Desired(
         spec=spec,
         meta=meta,
-        children=(render_service(p), render_config_map(p), *access_objects(spec, meta)),
+        children=(
+            render_service(p),
+            render_config_map(p),
+            *access_objects(spec, meta),
+            *pod_group(p),
+        ),
         pods=pods,
     )
 

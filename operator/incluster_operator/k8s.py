@@ -138,7 +138,21 @@ COLLECTIONS = {
     "ServiceAccount": "/api/v1/namespaces/{namespace}/serviceaccounts",
     "Role": "/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/roles",
     "RoleBinding": "/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/rolebindings",
+    # Gang schedulers' PodGroups share a kind: keyed by apiVersion/kind.
+    "scheduling.x-k8s.io/v1alpha1/PodGroup": (
+        "/apis/scheduling.x-k8s.io/v1alpha1/namespaces/{namespace}/podgroups"
+    ),
+    "scheduling.volcano.sh/v1beta1/PodGroup": (
+        "/apis/scheduling.volcano.sh/v1beta1/namespaces/{namespace}/podgroups"
+    ),
 }
+
+
+def collection(obj: Mapping[str, Any]) -> str:
+    """The collection path of a child object (by kind, or apiVersion/kind if shared)."""
+    kind = str(obj["kind"])
+    path = COLLECTIONS.get(f"{obj.get('apiVersion')}/{kind}") or COLLECTIONS[kind]
+    return path.format(namespace=obj["metadata"]["namespace"])
 
 
 def _request(api: Api, method: str, path: str, body: Any = None) -> dict[str, Any]:
@@ -180,19 +194,25 @@ def ensure(api: Api, obj: Mapping[str, Any], owner_uid: str) -> bool:
     """
     metadata = obj["metadata"]
     namespace, name, kind = metadata["namespace"], metadata["name"], obj["kind"]
-    collection = COLLECTIONS[kind].format(namespace=namespace)
+    path = collection(obj)
     try:
-        _request(api, "POST", collection, dict(obj))
+        _request(api, "POST", path, dict(obj))
     except ApiException as exc:
         if exc.status in (400, 422):
             raise Rejected(f"the API server rejected {kind} {name}: {_reason(exc)}") from None
+        if exc.status == 404 and kind == "PodGroup":
+            raise Rejected(
+                f"cannot create {kind} {name}: the API server does not serve "
+                f"{obj['apiVersion']} PodGroups; install that gang scheduler (its CRDs) or "
+                "remove spec.schedulingPolicy.scheduler"
+            ) from None
         if exc.status != 409:
             raise
     else:
         return True
     # 409 AlreadyExists. A read that finds nothing means the object is being deleted (or an
     # injected error lied): the ApiException makes the caller retry later.
-    existing = _request(api, "GET", f"{collection}/{name}")
+    existing = _request(api, "GET", f"{path}/{name}")
     if not owned_by(existing, owner_uid):
         raise ChildConflict(
             kind,

@@ -31,6 +31,10 @@ ENV_LOG_LEVEL: Final = "INCLUSTER_LOG_LEVEL"
 ENV_OUTPUTS_PATH: Final = "INCLUSTER_RUN_OUTPUTS_PATH"
 ENV_OUTPUTS_REFS_PATHS: Final = "INCLUSTER_REFS_OUTPUTS_PATHS"
 ENV_DATA_PATHS: Final = "INCLUSTER_RUN_DATA_PATHS"
+#: Which attempt of the whole experiment this pod belongs to ("1", then +1 per restart
+#: under ``runPolicy.failurePolicy.restartExperiment``); also the experiment info's
+#: ``attempt``. Per pod: the context files are experiment-wide and never carry it.
+ENV_ATTEMPT: Final = "INCLUSTER_ATTEMPT"
 
 # --- env vars: plumbing ------------------------------------------------------------------
 #: Directory holding the context files. Set by the operator in every container; when it
@@ -103,6 +107,8 @@ STATUS_OUTPUTS_PATH: Final = "outputsPath"
 INFO_EXPERIMENT_NAME: Final = "experiment_name"
 #: The Experiment object's ``metadata.namespace``.
 INFO_NAMESPACE: Final = "namespace"
+#: The attempt (an int >= 1) in the experiment info from env.
+INFO_ATTEMPT: Final = "attempt"
 
 # --- task types ---------------------------------------------------------------------------
 MASTER: Final = "master"

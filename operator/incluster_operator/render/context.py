@@ -175,10 +175,18 @@ class Plan:
     inline_cluster: bool
     #: Env every container of every pod gets, in order (name, value).
     common_env: tuple[tuple[str, str], ...]
+    #: The whole-experiment attempt the pods are rendered for (status.attempt).
+    attempt: int = 1
+    #: The Kueue LocalQueue (spec.schedulingPolicy.queue or the Experiment's label).
+    kueue_queue: str | None = None
 
 
 def _common_env(
-    spec: ExperimentSpec, meta: ExperimentMeta, settings: Settings, inline_cluster: bool
+    spec: ExperimentSpec,
+    meta: ExperimentMeta,
+    settings: Settings,
+    inline_cluster: bool,
+    attempt: int = 1,
 ) -> tuple[tuple[str, str], ...]:
     """Experiment-wide env. Values that grow with user input are inlined only when small.
 
@@ -188,7 +196,11 @@ def _common_env(
     limit = settings.inline_env_max_bytes
     env: list[tuple[str, str]] = [
         (contract.ENV_CONTEXT_DIR, settings.context_dir),
-        (contract.ENV_EXPERIMENT_INFO, dumps(experiment_info(spec, meta))),
+        (
+            contract.ENV_EXPERIMENT_INFO,
+            dumps({**experiment_info(spec, meta), contract.INFO_ATTEMPT: attempt}),
+        ),
+        (contract.ENV_ATTEMPT, str(attempt)),
         (contract.ENV_OUTPUTS_PATH, outputs_path(spec, meta, settings)),
         (contract.ENV_SUMMARY_SYNC_SECONDS, f"{settings.summary_sync_seconds:g}"),
     ]
@@ -204,8 +216,14 @@ def _common_env(
     return tuple(env)
 
 
-def plan(spec: ExperimentSpec, meta: ExperimentMeta, settings: Settings) -> Plan:
-    """Compute the experiment-wide values once."""
+def plan(
+    spec: ExperimentSpec,
+    meta: ExperimentMeta,
+    settings: Settings,
+    attempt: int = 1,
+    kueue_queue: str | None = None,
+) -> Plan:
+    """Compute the experiment-wide values once (for pods of ``attempt``)."""
     cluster = cluster_def(spec, meta, settings)
     # Not key-sorted: the cluster's order (master, chief, worker, ps, evaluator) is meaningful.
     cluster_json = json.dumps(cluster, separators=(",", ":"))
@@ -218,7 +236,9 @@ def plan(spec: ExperimentSpec, meta: ExperimentMeta, settings: Settings) -> Plan
         cluster_json=cluster_json,
         context_json=dumps(context_document(spec, meta, settings)),
         inline_cluster=inline,
-        common_env=_common_env(spec, meta, settings, inline),
+        common_env=_common_env(spec, meta, settings, inline, attempt),
+        attempt=attempt,
+        kueue_queue=kueue_queue,
     )
 
 

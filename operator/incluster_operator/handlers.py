@@ -115,6 +115,31 @@ async def pod_event(
         wake.set()
 
 
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def experiment_event(
+    type: str | None,
+    body: Mapping[str, Any],
+    namespace: str | None,
+    name: str | None,
+    memo: Any,
+    **_: Any,
+) -> None:
+    """Wake the experiment's loop when its spec changed (``spec.suspend`` flipped, ...).
+
+    A spec change bumps ``metadata.generation`` past ``status.observedGeneration``; the
+    operator's own status writes do not, so they wake nothing. No I/O here either.
+    """
+    if type != "MODIFIED":
+        return
+    generation = (body.get("metadata") or {}).get("generation")
+    if generation == (body.get("status") or {}).get("observedGeneration"):
+        return
+    runtime: Runtime | None = memo.get("runtime")
+    wake = runtime.wakeups.get((namespace or "", name or "")) if runtime else None
+    if wake is not None:
+        wake.set()
+
+
 def _active(status: Mapping[str, Any], **_: Any) -> bool:
     return status.get("phase") in ("Pending", "Running")
 

@@ -156,9 +156,12 @@ class Decision:
 
     def status_patch(self) -> dict[str, Any]:
         """The status as a merge patch body; ``tracking`` is left to the replicas."""
-        return self.status.model_dump(
+        patch = self.status.model_dump(
             mode="json", by_alias=True, exclude_none=True, exclude={"tracking"}
         )
+        if self.status.paused_since is None:
+            patch["pausedSince"] = None  # a merge patch removes a key only with null
+        return patch
 
 
 def previous_status(previous: Mapping[str, Any] | None) -> ExperimentStatus:

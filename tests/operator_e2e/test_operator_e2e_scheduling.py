@@ -49,7 +49,8 @@ def test_suspend_deletes_the_pods_and_resume_brings_them_back_with_the_same_cont
     status = kube.wait_phase("sus", "Suspended")
     wait_for(lambda: not kube.pods("sus"), message="no pod while suspended")
     suspended = kube.condition("sus", "Suspended")
-    assert suspended is not None and suspended["status"] == "True"
+    assert suspended is not None
+    assert suspended["status"] == "True"
     assert status["pausedSince"]  # the deadline clock stopped
     assert status["startTime"]  # the status is kept
     # It stays so: the operator does not create pods for a suspended experiment.
@@ -68,7 +69,8 @@ def test_suspend_deletes_the_pods_and_resume_brings_them_back_with_the_same_cont
     status = kube.wait_phase("sus", "Running")
     assert "pausedSince" not in status
     resumed = kube.condition("sus", "Suspended")
-    assert resumed is not None and resumed["status"] == "False"
+    assert resumed is not None
+    assert resumed["status"] == "False"
     reasons = [r for _, r, _ in kube.events("sus")]
     assert reasons.index("Suspended") < reasons.index("Resumed")
 
@@ -100,7 +102,8 @@ def test_kueue_pods_are_queued_while_gated_and_run_once_the_gates_are_lifted(
         assert pod.metadata.annotations["kueue.x-k8s.io/pod-group-total-count"] == "2"
     kube.wait_phase("kq", "Queued")
     queued = kube.condition("kq", "Queued")
-    assert queued is not None and queued["status"] == "True"
+    assert queued is not None
+    assert queued["status"] == "True"
     assert KUEUE_GATE in queued["message"]
     assert set(kube.pods("kq")) == set(pods)  # gated pods are left alone
 
@@ -111,7 +114,8 @@ def test_kueue_pods_are_queued_while_gated_and_run_once_the_gates_are_lifted(
     kube.set_pods("kq", "Running")
     status = kube.wait_phase("kq", "Running")
     admitted = kube.condition("kq", "Queued")
-    assert admitted is not None and admitted["status"] == "False"
+    assert admitted is not None
+    assert admitted["status"] == "False"
     assert "pausedSince" not in status
     assert {p.metadata.uid for p in kube.pods("kq").values()} == {
         p.metadata.uid for p in pods.values()
@@ -228,7 +232,8 @@ def test_a_retriable_failure_restarts_every_pod_and_attempt_2_succeeds(kube: Kub
     status = kube.wait_phase("rs", "Succeeded")
     assert status["attempt"] == 2
     restarting = kube.condition("rs", "Restarting")
-    assert restarting is not None and restarting["status"] == "False"
+    assert restarting is not None
+    assert restarting["status"] == "False"
     events = kube.events("rs")
     assert ("Warning", "ExperimentRestarting") in {(t, r) for t, r, _ in events}
     assert any("attempt 2 starts" in m for _, _, m in events)
@@ -243,7 +248,8 @@ def test_a_non_retriable_failure_fails_at_once_without_a_restart(kube: Kube) -> 
     status = kube.wait_phase("nrs", "Failed")
     assert status["attempt"] == 1
     failed = kube.condition("nrs", "Failed")
-    assert failed is not None and failed["reason"] == "PodFailed"
+    assert failed is not None
+    assert failed["reason"] == "PodFailed"
     assert "exit code 1" in failed["message"]
     assert {p.metadata.uid for p in kube.pods("nrs").values()} <= {
         p.metadata.uid for p in first.values()
@@ -258,7 +264,8 @@ def test_the_restart_bound_fails_the_experiment_when_used_up(kube: Kube) -> None
     kube.set_pod("bound-worker-0", "Failed", exit_code=143)
     kube.wait_phase("bound", "Failed")
     failed = kube.condition("bound", "Failed")
-    assert failed is not None and failed["reason"] == "RestartLimitExceeded"
+    assert failed is not None
+    assert failed["reason"] == "RestartLimitExceeded"
     assert "maxRestarts=0" in failed["message"]
 
 

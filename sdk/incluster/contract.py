@@ -77,6 +77,8 @@ FILE_CA: Final = "ca.crt"
 DIR_EVENTS: Final = "events"
 #: Suffix of an event file: ``<type>-<index>.jsonl``.
 EVENTS_SUFFIX: Final = ".jsonl"
+#: Attempts after the first write apart: ``<type>-<index>.attempt-<n>.jsonl``.
+EVENTS_ATTEMPT_INFIX: Final = ".attempt-"
 
 # --- keys of context.json ----------------------------------------------------------------
 KEY_VERSION: Final = "version"
@@ -173,6 +175,14 @@ REFERENCE: Final = (
         KEY_EXPERIMENT_INFO,
         '{"project_name": "mnist", "experiment_name": "xp", "experiment_uuid": "..."}',
         "Project, group and experiment names and uuids, plus the namespace.",
+    ),
+    Entry(
+        "get_attempt()",
+        ENV_ATTEMPT,
+        "(env only)",
+        "",
+        "2",
+        "The whole-experiment attempt (1, +1 per restart); also experiment info's attempt.",
     ),
     Entry(
         "get_declarations()",

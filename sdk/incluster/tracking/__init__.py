@@ -80,7 +80,9 @@ def init(outputs_path: str | os.PathLike[str] | None = None) -> Run:
 
         task = context.get_task_info()
         path = context.get_outputs_path() if outputs_path is None else outputs_path
-        _run = run = Run(path, task["type"], task["index"], on_end=_forget)
+        _run = run = Run(
+            path, task["type"], task["index"], on_end=_forget, attempt=context.get_attempt()
+        )
         _bind(run)
         _start_sync(run)
         return run

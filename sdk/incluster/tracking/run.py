@@ -159,12 +159,17 @@ class Run:
         *,
         register_atexit: bool = True,
         on_end: Callable[[Run], None] | None = None,
+        attempt: int = 1,
     ) -> None:
         self._on_end = on_end
         self.outputs_path = os.path.abspath(os.fspath(outputs_path))
         self.events_path = os.path.join(
-            self.outputs_path, contract.DIR_EVENTS, paths.events_file_name(task_type, task_index)
+            self.outputs_path,
+            contract.DIR_EVENTS,
+            paths.events_file_name(task_type, task_index, attempt),
         )
+        #: The whole-experiment attempt (``INCLUSTER_ATTEMPT``); 1 outside restarts.
+        self.attempt = attempt
         self.task_type = task_type
         self.task_index = task_index
         #: Records that could not be written (full disk, read-only dir, ended run).
@@ -193,6 +198,8 @@ class Run:
             "pid": os.getpid(),
             "t": now_ms(),
         }
+        if attempt > 1:
+            start["attempt"] = attempt
         self._append((_dumps(start) + "\n").encode(), 1)
         if register_atexit:
             atexit.register(self.end)

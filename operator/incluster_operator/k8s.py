@@ -33,7 +33,7 @@ from incluster_operator.api import names
 from incluster_operator.api.models import API_VERSION, GROUP, KIND, PLURAL, VERSION
 from incluster_operator.api.times import format_time
 from incluster_operator.render.context import ExperimentMeta
-from incluster_operator.status import Decision, Event
+from incluster_operator.status import KUEUE_RETRIABLE_ANNOTATION, Decision, Event
 
 logger = logging.getLogger(__name__)
 
@@ -304,6 +304,20 @@ def delete_pod(api: Api, namespace: str, name: str, uid: str | None) -> None:
             raise
 
 
+def annotate_pod(api: Api, namespace: str, name: str, annotations: Mapping[str, str]) -> None:
+    """Merge annotations into a pod (a pod already gone needs none)."""
+    try:
+        api.core.patch_namespaced_pod(
+            name,
+            namespace,
+            {"metadata": {"annotations": dict(annotations)}},
+            _preload_content=False,
+        )
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+
+
 def post_event(api: Api, meta: ExperimentMeta, event: Event, now: datetime) -> None:
     """A core/v1 Event on the Experiment (what ``kubectl describe xp`` lists).
 
@@ -348,6 +362,8 @@ def apply_pods(
         (pod.get("metadata") or {}).get("name"): (pod.get("metadata") or {}).get("uid")
         for pod in pods
     }
+    for name in decision.release_group:
+        annotate_pod(api, meta.namespace, name, {KUEUE_RETRIABLE_ANNOTATION: "false"})
     for name in decision.delete:
         delete_pod(api, meta.namespace, name, uids.get(name))
     manifests = [render(task_type, index) for task_type, index in decision.create]

@@ -37,6 +37,11 @@ from incluster_operator.api.validation import InvalidSpec
 from incluster_operator.render.context import ExperimentMeta, outputs_path
 from incluster_operator.settings import Settings
 
+#: Kueue's plain pod group label, and the annotation that ends a group that will not
+#: succeed (https://kueue.sigs.k8s.io/docs/tasks/run/plain_pods/#termination).
+KUEUE_GROUP_LABEL = "kueue.x-k8s.io/pod-group-name"
+KUEUE_RETRIABLE_ANNOTATION = "kueue.x-k8s.io/retriable-in-group"
+
 #: Exit codes at or above this are signals (killed, OOM, preempted): worth a retry.
 RETRYABLE_EXIT_CODE = 128
 
@@ -63,6 +68,8 @@ class ObservedPod:
     gates: tuple[str, ...] = ()
     #: ``DisruptionTarget=True``: preempted, evicted or its node drained; not its fault.
     disrupted: bool = False
+    #: A member of a Kueue pod group (``kueue.x-k8s.io/pod-group-name``).
+    kueue_group: bool = False
 
     @property
     def key(self) -> tuple[str, int]:
@@ -121,6 +128,7 @@ def observe(pod: Mapping[str, Any]) -> ObservedPod | None:
             c.get("type") == "DisruptionTarget" and c.get("status") == "True"
             for c in status.get("conditions") or []
         ),
+        kueue_group=KUEUE_GROUP_LABEL in labels,
     )
 
 
@@ -153,6 +161,9 @@ class Decision:
     delete_experiment: bool = False
     #: Reconcile again after this many seconds even without a pod event (deadline, TTL).
     requeue_after: float | None = None
+    #: Pods to annotate ``kueue.x-k8s.io/retriable-in-group: "false"`` before any delete:
+    #: the experiment is over, so Kueue may finish the group's Workload and free its quota.
+    release_group: tuple[str, ...] = ()
 
     def status_patch(self) -> dict[str, Any]:
         """The status as a merge patch body; ``tracking`` is left to the replicas."""
@@ -277,12 +288,18 @@ def _finish(
     policy = spec.run_policy.clean_pod_policy if spec else "None"
     ttl = spec.run_policy.ttl_seconds_after_finished if spec else None
     expired, requeue = _ttl(finished, ttl, now)
+    # Kueue counts a group as done only when every pod succeeded; any other end would
+    # keep its quota waiting for replacements unless one pod says it is not retriable.
+    members = [p for p in pods if p.kueue_group]
+    done = phase == "Succeeded" and all(p.phase == "Succeeded" for p in members)
+    live = sorted(p.name for p in members if not p.deleting)
     return Decision(
         status=finished,
         delete=_cleanup(pods, policy),
         events=(Event("Normal" if phase == "Succeeded" else "Warning", reason, message),),
         delete_experiment=expired,
         requeue_after=requeue,
+        release_group=() if done else tuple(live[:1]),
     )
 
 

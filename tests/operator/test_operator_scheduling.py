@@ -324,3 +324,33 @@ def test_a_conflicting_template_is_an_invalid_spec_not_an_override():
     assert isinstance(got, st.Decision)
     assert got.status.phase == "Failed"
     assert "spec.replicas.master.template.metadata.labels" in conditions(got)["InvalidSpec"].message
+
+
+def kueue_member(p):
+    p["metadata"]["labels"][scheduling.KUEUE_GROUP_LABEL] = "xp"
+    return p
+
+
+def test_a_kueue_group_that_will_not_succeed_is_released_once():
+    spec = spec_of()
+    failed = kueue_member(pod("master", 0, "Failed", exit_code=1))
+    pods = [failed, kueue_member(pod("worker", 0)), kueue_member(pod("worker", 1))]
+    got = run(spec, pods, {"phase": "Running", "startTime": "2026-01-01T11:00:00Z"})
+    assert got.status.phase == "Failed"
+    assert got.release_group == ("xp-master-0",)
+    assert run(spec, pods, got.status_patch()).release_group == ()
+
+
+def test_a_kueue_group_whose_pods_all_succeeded_needs_no_release():
+    spec = spec_of()
+    pods = [
+        kueue_member(pod(t, i, "Succeeded"))
+        for t, i in (("master", 0), ("worker", 0), ("worker", 1))
+    ]
+    got = run(spec, pods, {"phase": "Running", "startTime": "2026-01-01T11:00:00Z"})
+    assert got.status.phase == "Succeeded"
+    assert got.release_group == ()
+    # The master decides while workers still run: they are deleted, so Kueue is told.
+    early = [kueue_member(pod("master", 0, "Succeeded")), kueue_member(pod("worker", 0)),
+             kueue_member(pod("worker", 1))]  # fmt: skip
+    assert run(spec, early, {"phase": "Running"}).release_group == ("xp-master-0",)

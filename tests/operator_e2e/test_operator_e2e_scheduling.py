@@ -133,6 +133,20 @@ def test_a_kueue_queue_label_on_the_experiment_labels_every_pod(kube: Kube) -> N
     } == {"3"}
 
 
+def test_a_failed_kueue_group_is_marked_not_retriable_so_kueue_frees_its_quota(
+    kube: Kube,
+) -> None:
+    manifest = experiment("kf", {"master": replica(), "worker": replica()})
+    manifest["spec"]["schedulingPolicy"] = {"queue": "team-a"}
+    kube.create(manifest)
+    kube.wait_pods("kf", 2)
+    kube.set_pods("kf", "Running")
+    kube.set_pod("kf-master-0", "Failed", exit_code=1)
+    kube.wait_phase("kf", "Failed")
+    kept = wait_for(lambda: kube.pods("kf").get("kf-master-0"), message="failed pod kept")
+    assert kept.metadata.annotations["kueue.x-k8s.io/retriable-in-group"] == "false"
+
+
 def _served(kube: Kube, group: str, version: str) -> bool:
     try:
         kube.custom.list_namespaced_custom_object(group, version, kube.namespace, "podgroups")

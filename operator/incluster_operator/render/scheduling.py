@@ -19,7 +19,7 @@ KUEUE_QUEUE_LABEL: Final = "kueue.x-k8s.io/queue-name"
 KUEUE_GROUP_LABEL: Final = "kueue.x-k8s.io/pod-group-name"
 KUEUE_TOTAL_ANNOTATION: Final = "kueue.x-k8s.io/pod-group-total-count"
 
-# scheduler-plugins coscheduling (v0.29+ label; PodGroup scheduling.x-k8s.io/v1alpha1).
+# scheduler-plugins coscheduling (PodGroup scheduling.x-k8s.io/v1alpha1 and its pod label).
 COSCHEDULING_GROUP_LABEL: Final = "scheduling.x-k8s.io/pod-group"
 COSCHEDULING_API: Final = "scheduling.x-k8s.io/v1alpha1"
 COSCHEDULING_SCHEDULER: Final = "scheduler-plugins-scheduler"

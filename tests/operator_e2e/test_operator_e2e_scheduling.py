@@ -87,6 +87,21 @@ def test_an_experiment_created_suspended_has_no_pods_until_resumed(kube: Kube) -
     assert kube.wait_status("cs", lambda s: bool(s.get("startTime")), "started")
 
 
+def test_kubectl_get_and_describe_show_suspended_and_the_attempt(kube: Kube) -> None:
+    manifest = experiment("col", {"master": replica()})
+    manifest["spec"]["suspend"] = True
+    kube.create(manifest)
+    kube.wait_phase("col", "Suspended")
+    table = kube.cluster.kubectl("get", "xp", "col", "--namespace", kube.namespace).stdout
+    header, row = table.splitlines()[:2]
+    assert header.split()[:6] == ["NAME", "PROJECT", "PHASE", "READY", "ATTEMPT", "METRIC"]
+    assert row.split()[:3] == ["col", "tests", "Suspended"]
+    assert row.split()[4] == "1"
+    described = kube.cluster.kubectl("describe", "xp", "col", "--namespace", kube.namespace)
+    assert "Suspended" in described.stdout
+    assert "Attempt:" in described.stdout
+
+
 def test_kueue_pods_are_queued_while_gated_and_run_once_the_gates_are_lifted(
     kube: Kube,
 ) -> None:

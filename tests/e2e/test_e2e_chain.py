@@ -178,7 +178,11 @@ def test_a_killed_worker_restarts_the_experiment_and_each_attempt_tracks_apart(
         for replica in doc["spec"]["replicas"].values():
             replica["restartPolicy"] = "Never"
             replica["template"]["spec"]["containers"][0]["command"] = ["python", "-c", program]
-        doc["spec"]["runPolicy"] = {"failurePolicy": {"restartExperiment": True, "maxRestarts": 1}}
+        # allWorkers: the workers finish attempt 2 before cleanup may stop them.
+        doc["spec"]["runPolicy"] = {
+            "failurePolicy": {"restartExperiment": True, "maxRestarts": 1},
+            "successPolicy": "allWorkers",
+        }
 
     name = apply(stack, tmp_path, namespace, change)
     assert stack.wait_finished(name, namespace) == "Succeeded"

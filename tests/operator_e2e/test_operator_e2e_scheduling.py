@@ -137,6 +137,37 @@ def test_kueue_pods_are_queued_while_gated_and_run_once_the_gates_are_lifted(
     }
 
 
+def test_pods_kueue_preempts_are_recreated_for_the_group_and_not_counted(kube: Kube) -> None:
+    manifest = experiment("kp", {"master": replica(), "worker": replica(2)})
+    manifest["spec"]["schedulingPolicy"] = {"queue": "team-a"}
+    kube.create(manifest)
+    first = kube.wait_pods("kp", 3)
+    kube.set_pods("kp", "Running")
+    kube.wait_phase("kp", "Running")
+    # Kueue evicts the group: it marks every pod as a disruption target, then deletes it.
+    for pod in first:
+        kube.core.patch_namespaced_pod_status(
+            pod,
+            kube.namespace,
+            {"status": {"conditions": [
+                {"type": "DisruptionTarget", "status": "True", "reason": "EvictedByKueue"}
+            ]}},
+        )  # fmt: skip
+        kube.core.delete_namespaced_pod(pod, kube.namespace)
+
+    def replaced() -> dict[str, Any] | None:
+        pods = kube.pods("kp")
+        fresh = all(p.metadata.uid != first[n].metadata.uid for n, p in pods.items())
+        return pods if len(pods) == 3 and fresh else None
+
+    again = wait_for(replaced, message="the group's pods recreated")
+    assert {p.metadata.labels["kueue.x-k8s.io/pod-group-name"] for p in again.values()} == {"kp"}
+    status = kube.status("kp")
+    assert status["phase"] != "Failed"
+    assert status.get("failures", 0) == 0
+    assert status["attempt"] == 1
+
+
 def test_a_kueue_queue_label_on_the_experiment_labels_every_pod(kube: Kube) -> None:
     manifest = experiment("kl", {"master": replica(), "worker": replica(2)})
     manifest["metadata"]["labels"] = {"kueue.x-k8s.io/queue-name": "team-b"}

@@ -235,7 +235,13 @@ def test_a_disrupted_pod_is_recreated_without_counting_a_failure():
     ("scheduling_policy", "failure_policy", "field", "fix"),
     [
         ({"scheduler": "kube-batch"}, None, "spec.schedulingPolicy.scheduler", "volcano"),
-        ({"minAvailable": 4}, None, "spec.schedulingPolicy.minAvailable", "at most 3"),
+        (
+            {"minAvailable": 4, "scheduler": "volcano"},
+            None,
+            "spec.schedulingPolicy.minAvailable",
+            "at most 3",
+        ),
+        ({"minAvailable": 2}, None, "spec.schedulingPolicy.minAvailable", "set"),
         ({"queue": "-bad"}, None, "spec.schedulingPolicy.queue", "DNS label"),
         ({"priorityClass": "Hi!"}, None, "spec.schedulingPolicy.priorityClass", "lowercase"),
         (None, {"restartExperiment": True}, "spec.runPolicy.failurePolicy.maxRestarts", "set"),

@@ -333,7 +333,7 @@ def test_the_restart_bound_fails_the_experiment_when_used_up(kube: Kube) -> None
     ("scheduling", "failure", "field"),
     [
         ({"scheduler": "yunikorn"}, None, "spec.schedulingPolicy.scheduler"),
-        ({"minAvailable": 4}, None, "spec.schedulingPolicy.minAvailable"),
+        ({"minAvailable": 4, "scheduler": "volcano"}, None, "spec.schedulingPolicy.minAvailable"),
         ({"queue": "Team_A"}, None, "spec.schedulingPolicy.queue"),
         (None, {"restartExperiment": True}, "spec.runPolicy.failurePolicy.maxRestarts"),
     ],

@@ -159,6 +159,11 @@ def scheduling_problems(spec: ExperimentSpec, queue_label: str | None = None) ->
             f"{where}.minAvailable: {policy.min_available} is above the {total} replica(s) "
             f"of the experiment; use at most {total} or remove it (default: every replica)"
         )
+    if policy.min_available is not None and policy.scheduler is None:
+        problems.append(
+            f"{where}.minAvailable: only a gang scheduler uses it; set "
+            f"{where}.scheduler (volcano or scheduler-plugins) or remove it"
+        )
     if policy.queue is not None and not names.DNS_LABEL.match(policy.queue):
         problems.append(
             f"{where}.queue: {policy.queue!r} is not a DNS label; use lowercase letters, "

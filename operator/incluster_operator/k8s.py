@@ -200,6 +200,10 @@ def ensure(api: Api, obj: Mapping[str, Any], owner_uid: str) -> bool:
     except ApiException as exc:
         if exc.status in (400, 422):
             raise Rejected(f"the API server rejected {kind} {name}: {_reason(exc)}") from None
+        if exc.status == 403 and "PriorityClass" in _reason(exc):
+            # The Priority admission plugin refuses an unknown class with 403, unlike an
+            # RBAC denial or a full quota (both worth retrying): a spec problem.
+            raise Rejected(f"the API server rejected {kind} {name}: {_reason(exc)}") from None
         if exc.status == 404 and kind == "PodGroup":
             raise Rejected(
                 f"cannot create {kind} {name}: the API server does not serve "

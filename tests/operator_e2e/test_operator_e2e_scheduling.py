@@ -369,3 +369,16 @@ def test_the_template_may_not_contradict_the_scheduling_policy(kube: Kube) -> No
     assert condition is not None
     assert "spec.replicas.master.template.spec" in condition["message"]
     assert "my-scheduler" in condition["message"]
+
+
+def test_an_unknown_priority_class_fails_the_experiment_with_the_servers_reason(
+    kube: Kube,
+) -> None:
+    manifest = experiment("prio", {"master": replica()})
+    manifest["spec"]["schedulingPolicy"] = {"priorityClass": "no-such-class"}
+    kube.create(manifest)
+    kube.wait_phase("prio", "Failed")
+    failed = kube.condition("prio", "Failed")
+    assert failed is not None
+    assert failed["reason"] == "PodRejected"
+    assert "no-such-class" in failed["message"]

@@ -15,21 +15,22 @@ Baselines measured in the same run:
 from __future__ import annotations
 
 import statistics
-import sys
-import tempfile
 import time
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import kubernetes
-import yaml
 
-from bench.bench_operator import CRD, NOT_OPERATOR, WRITES, Bench, _operator
+from bench.bench_operator import (
+    NOT_OPERATOR,
+    WRITES,
+    Bench,
+    emulator_bench,
+    install_crd,
+    operator_running,
+)
 from devcluster import audit
 from devcluster.controlplane import ControlPlane, missing_binaries
-from devcluster.kubeconfig import write_kubeconfig
-from devcluster.server import ThreadedCluster
 
 OPERATOR_USER = "incluster-operator"
 EXPERIMENTS, REPLICAS = 200, 4
@@ -66,41 +67,24 @@ def cold_starts(runs: int = 3) -> list[float]:
 
 def on_real(plane: ControlPlane) -> tuple[float, float, float, dict[int, int]]:
     bench = RealBench(plane)
-    crd = yaml.safe_load(CRD.read_text(encoding="utf-8"))
-    kubernetes.client.ApiextensionsV1Api(bench.client).create_custom_resource_definition(crd)
-    operator_config = plane.kubeconfig_for(OPERATOR_USER, "system:masters")
     assert plane.data_dir is not None
-    log = plane.data_dir / "operator.log"
-    operator = _operator(operator_config, log)
     try:
-        bench.run_one(1)  # warm-up
-        writes = {r: sum(bench.run_one(r)[0].values()) for r in (1, 10, 100)}
-        pending, running = bench.throughput(EXPERIMENTS, REPLICAS)
-        direct = bench.direct_baseline(EXPERIMENTS, REPLICAS)
+        install_crd(bench.client)
+        operator_config = plane.kubeconfig_for(OPERATOR_USER, "system:masters")
+        with operator_running(operator_config, plane.data_dir / "operator.log"):
+            bench.run_one(1)  # warm-up
+            writes = {r: sum(bench.run_one(r)[0].values()) for r in (1, 10, 100)}
+            pending, running = bench.throughput(EXPERIMENTS, REPLICAS)
+            direct = bench.direct_baseline(EXPERIMENTS, REPLICAS)
         return pending, running, direct, writes
-    except BaseException:
-        print(log.read_text(encoding="utf-8", errors="replace")[-3000:], file=sys.stderr)
-        raise
     finally:
-        operator.terminate()
-        operator.wait(30)
         bench.client.close()
 
 
 def on_emulator() -> tuple[float, float]:
-    with tempfile.TemporaryDirectory() as tmp, ThreadedCluster() as server:
-        kubeconfig = write_kubeconfig(Path(tmp) / "kubeconfig", server.url)
-        bench = Bench(server, kubeconfig)
-        crd = yaml.safe_load(CRD.read_text(encoding="utf-8"))
-        kubernetes.client.ApiextensionsV1Api(bench.client).create_custom_resource_definition(crd)
-        operator = _operator(kubeconfig, Path(tmp) / "operator.log")
-        try:
-            bench.run_one(1)
-            return bench.throughput(EXPERIMENTS, REPLICAS)
-        finally:
-            operator.terminate()
-            operator.wait(30)
-            bench.client.close()
+    with emulator_bench() as bench:
+        bench.run_one(1)  # warm-up
+        return bench.throughput(EXPERIMENTS, REPLICAS)
 
 
 def main() -> None:

@@ -22,7 +22,8 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -228,23 +229,42 @@ def _operator(kubeconfig: Path, log: Path) -> subprocess.Popen[bytes]:
         )
 
 
-def main() -> None:
+def install_crd(client: Any) -> None:
+    crd = yaml.safe_load(CRD.read_text(encoding="utf-8"))
+    kubernetes.client.ApiextensionsV1Api(client).create_custom_resource_definition(crd)
+
+
+@contextmanager
+def operator_running(kubeconfig: Path, log: Path) -> Iterator[None]:
+    """The operator process for the block; its log's end is printed if the block fails."""
+    operator = _operator(kubeconfig, log)
+    try:
+        yield
+    except BaseException:
+        print(log.read_text(encoding="utf-8", errors="replace")[-3000:], file=sys.stderr)
+        raise
+    finally:
+        operator.terminate()
+        operator.wait(30)
+
+
+@contextmanager
+def emulator_bench() -> Iterator[Bench]:
+    """The emulator with the CRD, and the operator process behind it."""
     with tempfile.TemporaryDirectory() as tmp, ThreadedCluster() as server:
         kubeconfig = write_kubeconfig(Path(tmp) / "kubeconfig", server.url)
         bench = Bench(server, kubeconfig)
-        crd = yaml.safe_load(CRD.read_text(encoding="utf-8"))
-        kubernetes.client.ApiextensionsV1Api(bench.client).create_custom_resource_definition(crd)
-        log = Path(tmp) / "operator.log"
-        operator = _operator(kubeconfig, log)
         try:
-            _report(bench)
-        except BaseException:
-            print(log.read_text(encoding="utf-8", errors="replace")[-3000:], file=sys.stderr)
-            raise
+            install_crd(bench.client)
+            with operator_running(kubeconfig, Path(tmp) / "operator.log"):
+                yield bench
         finally:
-            operator.terminate()
-            operator.wait(30)
             bench.client.close()
+
+
+def main() -> None:
+    with emulator_bench() as bench:
+        _report(bench)
 
 
 def _report(bench: Bench) -> None:

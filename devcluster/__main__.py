@@ -16,6 +16,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import kmock
@@ -24,10 +25,15 @@ from devcluster.controlplane import ControlPlane, ControlPlaneError
 from devcluster.emulator import Emulator
 from devcluster.kubeconfig import write_kubeconfig
 from devcluster.podrunner import PodRunner
+from devcluster.podrunner.__main__ import add_host_path_argument
 
 
 async def serve(
-    port: int, kubeconfig: Path | None, host: str, pods_dir: Path | None = None
+    port: int,
+    kubeconfig: Path | None,
+    host: str,
+    pods_dir: Path | None = None,
+    host_paths: Mapping[str, Path] | None = None,
 ) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -39,7 +45,9 @@ async def serve(
         if kubeconfig is not None:
             write_kubeconfig(kubeconfig, url)
         print(f"devcluster listening on {url} (port {srv.port})", flush=True)
-        runner = None if pods_dir is None else PodRunner.for_url(url, pods_dir).start()
+        runner = None
+        if pods_dir is not None:
+            runner = PodRunner.for_url(url, pods_dir, host_paths=host_paths).start()
         try:
             await stop.wait()
         finally:
@@ -49,7 +57,12 @@ async def serve(
 
 
 def serve_real(
-    port: int, kubeconfig: Path | None, host: str, pods_dir: Path | None, data_dir: Path | None
+    port: int,
+    kubeconfig: Path | None,
+    host: str,
+    pods_dir: Path | None,
+    data_dir: Path | None,
+    host_paths: Mapping[str, Path] | None = None,
 ) -> int:
     """Run the real control plane until SIGINT/SIGTERM, or until a component dies."""
     stop = threading.Event()
@@ -77,7 +90,7 @@ def serve_real(
             client = kubernetes.config.new_client_from_config(  # type: ignore[no-untyped-call]
                 config_file=str(plane.kubeconfig)
             )
-            runner = PodRunner(client, pods_dir, node="devcluster").start()
+            runner = PodRunner(client, pods_dir, node="devcluster", host_paths=host_paths).start()
             print(f"node devcluster runs pods as processes; logs under {pods_dir}", flush=True)
         while not stop.wait(0.5):
             failure = plane.failure()
@@ -122,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help="with --run-pods: pod directories and logs (default: a temp dir)",
     )
+    add_host_path_argument(serve_cmd)
     args = parser.parse_args(argv)
     if not 0 <= args.port <= 65535:
         parser.error(f"--port must be within 0..65535, got {args.port}")
@@ -129,11 +143,14 @@ def main(argv: list[str] | None = None) -> int:
     pods_dir = None
     if args.run_pods:
         pods_dir = args.pods_dir or Path(tempfile.mkdtemp(prefix="devcluster-pods-"))
+    host_paths = dict(args.host_path)
     if args.real:
-        return serve_real(args.port, args.kubeconfig, args.host, pods_dir, args.data_dir)
+        return serve_real(
+            args.port, args.kubeconfig, args.host, pods_dir, args.data_dir, host_paths
+        )
     if args.data_dir is not None:
         parser.error("--data-dir goes with --real")
-    asyncio.run(serve(args.port, args.kubeconfig, args.host, pods_dir))
+    asyncio.run(serve(args.port, args.kubeconfig, args.host, pods_dir, host_paths))
     return 0
 
 

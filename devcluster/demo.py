@@ -123,9 +123,14 @@ class DevStack(Stack):
     def pods_dir(self) -> Path:
         return self.workdir / "pods"
 
+    @property
+    def outputs_root(self) -> Path:
+        """Where the operator's outputs hostPath lands (the runner's ``--host-path``)."""
+        return self.workdir / "outputs"
+
     def outputs_dir(self, outputs_subpath: str) -> Path:
-        """Where a pod's outputs path lands on this machine (the hostPath under the runner)."""
-        return self.pods_dir / "hostpath" / OUTPUTS_HOST_PATH.lstrip("/") / outputs_subpath
+        """Where a pod's outputs path (below the outputs root) is on this machine."""
+        return self.outputs_root / outputs_subpath
 
     def log(self, name: str) -> str:
         path = self.workdir / f"{name}.log"
@@ -172,6 +177,7 @@ class DevStack(Stack):
         serve = [
             sys.executable, "-m", "devcluster", "serve", "--port", "0",
             "--kubeconfig", str(self.kubeconfig), "--run-pods", "--pods-dir", str(self.pods_dir),
+            "--host-path", f"{OUTPUTS_HOST_PATH}={self.outputs_root}",
         ]  # fmt: skip
         self._start("devcluster", serve, os.environ)
 
@@ -186,6 +192,7 @@ class DevStack(Stack):
         runner = [
             sys.executable, "-m", "devcluster.podrunner", "--kubeconfig", str(api_kubeconfig),
             "--root", str(self.pods_dir), "--node", f"node-{self.namespace or 'devstack'}",
+            "--host-path", f"{OUTPUTS_HOST_PATH}={self.outputs_root}",
         ]  # fmt: skip
         if self.namespace:
             runner += ["--namespace", self.namespace]

@@ -85,7 +85,7 @@ def _wants_control_plane(config: pytest.Config) -> bool:
         return False
     if os.environ.get(REAL_CLUSTER_ENV) or os.environ.get(SESSION_DIR_ENV):
         return False
-    if os.environ.get(MODE_ENV, "real") == "emulator":
+    if os.environ.get(MODE_ENV, "real") == "emulator" or config.option.collectonly:
         return False
     return "not cluster" not in (config.getoption("markexpr", "") or "")
 

@@ -209,7 +209,9 @@ class PodRunner:
     ``refresh_interval`` seconds (a refreshed token reaches the running pod). ``workdir``
     is the working directory of containers without ``workingDir`` (the demo uses the
     repository, so ``python examples/x.py`` resolves); ``root`` holds the pod
-    directories (``root/pods/<ns>/<pod>-<uid>/logs``).
+    directories (``root/pods/<ns>/<pod>-<uid>/logs``). ``host_paths`` maps a hostPath
+    (and everything under it) to a directory on this machine; other hostPaths live under
+    ``root/hostpath/``.
     """
 
     def __init__(
@@ -218,6 +220,7 @@ class PodRunner:
         root: Path,
         *,
         workdir: Path | None = None,
+        host_paths: Mapping[str, Path] | None = None,
         retry_interval: float = 0.5,
         refresh_interval: float = 10.0,
         backoff: Backoff = DEFAULT_BACKOFF,
@@ -227,7 +230,7 @@ class PodRunner:
         self.api = Api(api_client)
         self.node = node
         self.namespace = namespace
-        self.layout = Layout(root)
+        self.layout = Layout(root, host_paths=dict(host_paths or {}))
         self.retry_interval = retry_interval
         self.refresh_interval = refresh_interval
         self.backoff = backoff

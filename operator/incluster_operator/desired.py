@@ -9,8 +9,8 @@ it on any spec. The reconcile round (``reconcile``) calls ``admit`` first, then 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -27,7 +27,7 @@ from incluster_operator.render import (
     render_service,
     scheduling,
 )
-from incluster_operator.render.context import Plan
+from incluster_operator.render.context import Plan, spec_document
 from incluster_operator.render.pods import render_pod, replica_keys
 from incluster_operator.settings import Settings
 
@@ -40,6 +40,8 @@ class Desired:
     meta: ExperimentMeta
     children: tuple[dict[str, Any], ...]
     pods: Mapping[tuple[str, int], dict[str, Any]]
+    #: Experiment ref -> the run it mounts (recorded in ``status.outputsRefsRuns``).
+    ref_runs: Mapping[str, str] = field(default_factory=dict)
 
     def render(self, task_type: str, index: int) -> dict[str, Any]:
         """A missing pod's manifest (``k8s.apply`` creates the ones a decision lists)."""
@@ -75,6 +77,10 @@ def _labels(body: Mapping[str, Any]) -> dict[str, str]:
     return {str(k): str(v) for k, v in labels.items()} if isinstance(labels, Mapping) else {}
 
 
+def _queue_label(body: Mapping[str, Any]) -> str | None:
+    return _labels(body).get(scheduling.KUEUE_QUEUE_LABEL)
+
+
 def attempt_of(body: Mapping[str, Any]) -> int:
     """The attempt the status says runs now: new pods are rendered for it."""
     return status.previous_status(
@@ -95,12 +101,44 @@ def pod_group(p: Plan) -> tuple[dict[str, Any], ...]:
     return (group,)
 
 
-def desired(body: Mapping[str, Any], settings: Settings) -> Desired:
-    """Validate and render everything; raises ``InvalidSpec`` and nothing else."""
+#: Looks up a referenced Experiment by name (same namespace): its current run id, or None
+#: when it does not exist. The reconcile round passes one that reads the API.
+RefResolver = Callable[[str], str | None]
+
+
+def run_of(body: Mapping[str, Any] | None) -> str | None:
+    """An Experiment's current run id: ``status.runId``, else its uid (the same by design)."""
+    if body is None:
+        return None
+    recorded = (body.get("status") or {}).get("runId")
+    uid = (body.get("metadata") or {}).get("uid")
+    run = recorded if isinstance(recorded, str) and recorded else uid
+    return run if isinstance(run, str) and run else None
+
+
+def desired(
+    body: Mapping[str, Any], settings: Settings, ref_runs: Mapping[str, str] | None = None
+) -> Desired:
+    """Validate and render everything; raises ``InvalidSpec`` and nothing else.
+
+    ``ref_runs`` maps each experiment ref to the run it mounts (missing: the
+    experiment's directory without a run level, for callers that render only).
+    """
     meta = meta_of(body)
-    labels = _labels(body)
-    spec = validate(body.get("spec"), meta.name, settings, labels.get(scheduling.KUEUE_QUEUE_LABEL))
-    p = plan(spec, meta, settings, attempt_of(body), scheduling.kueue_queue(spec, labels))
+    spec = validate(body.get("spec"), meta.name, settings, meta.namespace, _queue_label(body))
+    return _render(spec, meta, settings, ref_runs or {}, body)
+
+
+def _render(
+    spec: ExperimentSpec,
+    meta: ExperimentMeta,
+    settings: Settings,
+    ref_runs: Mapping[str, str],
+    body: Mapping[str, Any],
+) -> Desired:
+    """Pods for the attempt the status names, in the Kueue queue the Experiment names."""
+    queue = scheduling.kueue_queue(spec, _labels(body))
+    p = plan(spec, meta, settings, ref_runs, attempt_of(body), queue)
     pods = {
         key: access.with_token_sources(render_pod(p, *key), meta.name) for key in replica_keys(p)
     }
@@ -114,23 +152,107 @@ def desired(body: Mapping[str, Any], settings: Settings) -> Desired:
             *pod_group(p),
         ),
         pods=pods,
+        ref_runs=dict(ref_runs),
     )
 
 
-def admit(body: Mapping[str, Any], settings: Settings, now: datetime) -> Desired | status.Decision:
-    """The experiment's children, or the ``Failed``/``InvalidSpec`` decision that replaces them.
+def _generation(body: Mapping[str, Any]) -> int | None:
+    generation = (body.get("metadata") or {}).get("generation")
+    return generation if isinstance(generation, int) else None
 
-    Never raises for any spec: a malformed Experiment is an answer (a status naming the
-    field and the fix), not an exception that kopf would retry forever.
+
+def _status(body: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    current = body.get("status")
+    return current if isinstance(current, Mapping) else None
+
+
+def resolve_refs(
+    spec: ExperimentSpec, recorded: Mapping[str, str], resolve: RefResolver | None
+) -> tuple[dict[str, str], list[str]]:
+    """Each experiment ref's run: the one recorded in this run's status, else looked up.
+
+    Recorded refs stay as they were, so a pod recreated mid-run mounts the same run as
+    its peers even if the referenced experiment was re-created meanwhile. Returns the
+    runs and the refs that do not resolve (their Experiment does not exist).
     """
+    runs: dict[str, str] = {}
+    missing: list[str] = []
+    for ref in spec.outputs_refs.experiments:
+        run = recorded.get(ref) or (resolve(ref.rsplit("/", 1)[-1]) if resolve else None)
+        if run:
+            runs[ref] = run
+        else:
+            missing.append(ref)
+    return runs, missing
+
+
+def admit(
+    body: Mapping[str, Any],
+    settings: Settings,
+    now: datetime,
+    resolve: RefResolver | None = None,
+) -> Desired | status.Decision:
+    """The experiment's children, or the decision that replaces them.
+
+    ``Failed``/``InvalidSpec`` for a spec that cannot run; ``Pending`` with an
+    ``OutputsRefsReady=False`` condition (looked at again later) while a referenced
+    Experiment does not exist. Never raises for any spec: a malformed Experiment is an
+    answer (a status naming the field and the fix), not an exception that kopf would
+    retry forever.
+    """
+    meta = meta_of(body)
     try:
-        return desired(body, settings)
+        spec = validate(body.get("spec"), meta.name, settings, meta.namespace, _queue_label(body))
+        recorded = status.previous_status(_status(body)).outputs_refs_runs
+        runs, missing = resolve_refs(spec, recorded, resolve)
+        if missing:
+            return status.waiting_for_refs(
+                missing, meta.namespace, _status(body), now, _generation(body)
+            )
+        return _render(spec, meta, settings, runs, body)
     except InvalidSpec as problem:
-        metadata = body.get("metadata") or {}
-        generation = metadata.get("generation")
-        return status.invalid(
-            problem,
-            body.get("status") if isinstance(body.get("status"), Mapping) else None,
-            now,
-            generation if isinstance(generation, int) else None,
-        )
+        return status.invalid(problem, _status(body), now, _generation(body))
+
+
+def _changed_paths(old: Any, new: Any, path: str, depth: int = 3) -> list[str]:
+    """Dotted paths where two JSON documents differ (at most ``depth`` levels deep)."""
+    if old == new:
+        return []
+    if depth == 0 or not (isinstance(old, Mapping) and isinstance(new, Mapping)):
+        return [path]
+    out: list[str] = []
+    for key in sorted(set(old) | set(new)):
+        out += _changed_paths(old.get(key), new.get(key), f"{path}.{key}", depth - 1)
+    return out
+
+
+def ignored_change(
+    body: Mapping[str, Any], run_spec: Mapping[str, Any], settings: Settings
+) -> str | None:
+    """What a started run does not apply of the Experiment's current spec, and what to do.
+
+    None when the spec means the same as the one the run started with. A running
+    experiment keeps its spec: changing replicas, templates or policies under live pods
+    would leave a mix of two specs, so the change is reported (a condition and an
+    Event, see ``status.spec_change``) and the way to run it is named.
+    """
+    meta = meta_of(body)
+    generation = _generation(body)
+    try:
+        spec = validate(body.get("spec"), meta.name, settings, meta.namespace)
+    except InvalidSpec as problem:
+        what = f"is not valid either ({problem})"
+    else:
+        new = spec_document(spec)
+        if new == dict(run_spec):
+            return None
+        paths = _changed_paths(dict(run_spec), new, "spec")
+        shown = ", ".join(paths[:5]) + (f" and {len(paths) - 5} more" if len(paths) > 5 else "")
+        what = f"changes {shown}"
+    phase = (_status(body) or {}).get("phase")
+    when = "after the run finished" if phase in status.FINISHED else "while the run has pods"
+    return (
+        f"generation {generation} {what} {when}; a run keeps the spec it started with, "
+        "so nothing changed. To run the new spec, delete the Experiment and apply it "
+        "again: that starts a new run (the outputs of this one are kept)"
+    )

@@ -118,21 +118,19 @@ async def pod_event(
 @kopf.on.event(GROUP, VERSION, PLURAL)
 async def experiment_event(
     type: str | None,
-    body: Mapping[str, Any],
     namespace: str | None,
     name: str | None,
+    meta: Mapping[str, Any],
+    status: Mapping[str, Any],
     memo: Any,
     **_: Any,
 ) -> None:
-    """Wake the experiment's loop when its spec changed (``spec.suspend`` flipped, ...).
+    """Wake the experiment's loop when its spec has a generation the status has not seen.
 
-    A spec change bumps ``metadata.generation`` past ``status.observedGeneration``; the
-    operator's own status writes do not, so they wake nothing. No I/O here either.
+    A finished (or rejected) experiment's loop sleeps until then, so a corrected
+    ``kubectl apply`` is looked at at once; status writes (same generation) wake nothing.
     """
-    if type != "MODIFIED":
-        return
-    generation = (body.get("metadata") or {}).get("generation")
-    if generation == (body.get("status") or {}).get("observedGeneration"):
+    if type in (None, "DELETED") or meta.get("generation") == status.get("observedGeneration"):
         return
     runtime: Runtime | None = memo.get("runtime")
     wake = runtime.wakeups.get((namespace or "", name or "")) if runtime else None

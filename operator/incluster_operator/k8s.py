@@ -25,6 +25,7 @@ from datetime import datetime
 from typing import Any, Final, cast
 
 import urllib3
+from incluster import contract
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
@@ -43,8 +44,19 @@ COMPONENT = "incluster-operator"
 POOL_SIZE = 16
 #: Pod creates in flight per experiment.
 CREATE_CONCURRENCY = 8
+
+
+class Superseded(Exception):
+    """A child's name is held by a child of an earlier Experiment of the same name.
+
+    That Experiment is deleted (two cannot share a name) and the garbage collector has
+    not removed its children yet: a delete and re-create is faster than it. The leftover
+    is deleted and the round retried, so a re-created Experiment starts its own run.
+    """
+
+
 #: Errors worth retrying: the API answered with an error, or could not be reached.
-RETRYABLE: Final = (ApiException, urllib3.exceptions.HTTPError, OSError)
+RETRYABLE: Final = (ApiException, urllib3.exceptions.HTTPError, OSError, Superseded)
 
 
 class ChildConflict(Exception):
@@ -184,13 +196,26 @@ def owned_by(obj: Mapping[str, Any], owner_uid: str) -> bool:
     return any(ref.get("uid") == owner_uid for ref in refs)
 
 
+def _left_by_predecessor(existing: Mapping[str, Any], ours: Mapping[str, Any]) -> bool:
+    """Whether ``existing`` is owned by an Experiment of the name that owns ``ours``
+    (another uid: an earlier, deleted one; names of live objects are unique)."""
+    mine = {
+        (ref.get("kind"), ref.get("name"))
+        for ref in (ours.get("metadata") or {}).get("ownerReferences") or []
+        if ref.get("kind") == KIND
+    }
+    theirs = (existing.get("metadata") or {}).get("ownerReferences") or []
+    return any((ref.get("kind"), ref.get("name")) in mine for ref in theirs)
+
+
 def ensure(api: Api, obj: Mapping[str, Any], owner_uid: str) -> bool:
     """Create ``obj`` unless it exists already; True when this call created it.
 
     409 means "read and verify", never "fail": after an operator restart every child of
     a running experiment already exists, and the deterministic render gives it the same
     name. An existing object owned by this experiment is adopted as it is; one owned by
-    someone else raises ``ChildConflict``; 400/422 raise ``Rejected``.
+    someone else raises ``ChildConflict``, except a leftover of an earlier Experiment of the
+    same name, which is deleted (``Superseded``, retried); 400/422 raise ``Rejected``.
     """
     metadata = obj["metadata"]
     namespace, name, kind = metadata["namespace"], metadata["name"], obj["kind"]
@@ -217,6 +242,23 @@ def ensure(api: Api, obj: Mapping[str, Any], owner_uid: str) -> bool:
     # 409 AlreadyExists. A read that finds nothing means the object is being deleted (or an
     # injected error lied): the ApiException makes the caller retry later.
     existing = _request(api, "GET", f"{path}/{name}")
+    if not owned_by(existing, owner_uid) and _left_by_predecessor(existing, obj):
+        uid = (existing.get("metadata") or {}).get("uid")
+        options = {
+            "apiVersion": "v1",
+            "kind": "DeleteOptions",
+            "propagationPolicy": "Background",
+            **({"preconditions": {"uid": uid}} if uid else {}),
+        }
+        try:
+            _request(api, "DELETE", f"{path}/{name}", options)
+        except ApiException as exc:
+            if exc.status not in (404, 409):
+                raise
+        raise Superseded(
+            f"{kind} {namespace}/{name} belonged to an earlier Experiment of this name "
+            "(deleted, its children not yet collected); removed it, creating ours next"
+        )
     if not owned_by(existing, owner_uid):
         raise ChildConflict(
             kind,
@@ -240,6 +282,26 @@ def read_experiment(api: Api, namespace: str, name: str) -> dict[str, Any] | Non
             return None
         raise
     return _json(response)
+
+
+def read_run_spec(api: Api, meta: ExperimentMeta) -> dict[str, Any] | None:
+    """The spec this run started with (its context ConfigMap's ``spec.json``); None if no
+    run has started (no ConfigMap of this experiment, or one without the key)."""
+    path = COLLECTIONS["ConfigMap"].format(namespace=meta.namespace)
+    try:
+        found = _request(api, "GET", f"{path}/{names.context_configmap_name(meta.name)}")
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    if not owned_by(found, meta.uid):
+        return None  # someone else's: ``ensure`` reports the conflict
+    text = (found.get("data") or {}).get(contract.FILE_RUN_SPEC)
+    try:
+        spec = json.loads(text) if isinstance(text, str) else None
+    except ValueError:
+        return None
+    return spec if isinstance(spec, dict) else None
 
 
 def list_pods(api: Api, meta: ExperimentMeta) -> list[dict[str, Any]]:

@@ -38,6 +38,9 @@ ENV_ADDRESSING: Final = PREFIX + "ADDRESSING"
 ENV_TOKEN_TTL_SECONDS: Final = PREFIX + "TOKEN_TTL_SECONDS"
 ENV_SUMMARY_SYNC_SECONDS: Final = PREFIX + "SUMMARY_SYNC_SECONDS"
 ENV_SUCCESS_POLICY: Final = PREFIX + "SUCCESS_POLICY"
+ENV_POLYAXON_ENV: Final = PREFIX + "POLYAXON_ENV"
+ENV_OUTPUTS_URL: Final = PREFIX + "OUTPUTS_URL"
+ENV_UPLOAD_SECONDS: Final = PREFIX + "UPLOAD_SECONDS"
 
 #: Every env var this module reads, with its meaning (the docs table and the chart's tests
 #: use it; the chart must set no other INCLUSTER_OPERATOR_ name).
@@ -49,6 +52,13 @@ HELP: Final[dict[str, str]] = {
         "claim. Neither set: an emptyDir per pod (outputs die with the pod)."
     ),
     ENV_OUTPUTS_ROOT: "Where the outputs store is mounted in pods; outputs paths start with it.",
+    ENV_OUTPUTS_URL: (
+        "Outputs in an object store: `s3://bucket/prefix`, `gs://...` or `az://...`. Pods "
+        "still write under the local outputs path (an emptyDir unless a claim or hostPath "
+        "is set) and the SDK uploads there; credentials come from the pods' own environment "
+        "(never copied by the operator). Outputs refs become URLs under it."
+    ),
+    ENV_UPLOAD_SECONDS: "How often the SDK uploads new event lines to the outputs URL.",
     ENV_DATA_STORES: (
         'JSON object: store name -> `{"claim": "<pvc>"}` or `{"hostPath": "<dir>"}`; '
         "mounted read-only when an Experiment lists the name in `spec.data`."
@@ -69,6 +79,11 @@ HELP: Final[dict[str, str]] = {
     ENV_TOKEN_TTL_SECONDS: "Lifetime of the scoped API token minted per experiment (>= 600).",
     ENV_SUMMARY_SYNC_SECONDS: "How often a replica patches its tracking summary into the status.",
     ENV_SUCCESS_POLICY: "Success policy when the spec names none: `default` or `allWorkers`.",
+    ENV_POLYAXON_ENV: (
+        "`true` also injects the seed's `POLYAXON_*` env vars (same values) into pods whose "
+        "Experiment does not set `spec.polyaxonEnv`. Default `false`: a real Polyaxon "
+        "client in the image takes them as a Polyaxon cluster and would call its API."
+    ),
 }
 ENV_VARS: Final = tuple(HELP)
 
@@ -83,12 +98,18 @@ class SettingsError(ValueError):
     """A setting's env var is malformed; the message names the variable and the fix."""
 
 
+#: URL schemes of the object stores the SDK uploads to (through fsspec).
+OBJECT_STORE_SCHEMES: Final = ("s3", "gs", "gcs", "az", "abfs", "abfss")
+
+
 @dataclass(frozen=True)
 class VolumeSource:
-    """Where a store lives: exactly one of a PVC claim name or a hostPath directory."""
+    """Where a store lives: a PVC claim, a hostPath directory, or (data stores) a URL."""
 
     claim: str | None = None
     host_path: str | None = None
+    #: An object-store URL: nothing is mounted, the pod is given the URL.
+    url: str | None = None
 
     def to_k8s(self) -> dict[str, object]:
         """The pod ``volumes[]`` entry's source part (without the name)."""
@@ -119,6 +140,11 @@ class Settings:
     token_ttl_seconds: int = 3600
     summary_sync_seconds: float = 10.0
     success_policy: SuccessPolicyName = "default"
+    #: Inject the seed's POLYAXON_* names too, unless the Experiment says otherwise.
+    polyaxon_env: bool = False
+    #: Object-store URL of the outputs root (None: the outputs volume is the store).
+    outputs_url: str | None = None
+    upload_seconds: float = 10.0
 
 
 def _absolute_path(name: str, value: str) -> str:
@@ -154,6 +180,29 @@ def _bool(name: str, value: str) -> bool:
     if lowered in ("0", "false", "no", "off", ""):
         return False
     raise SettingsError(f"{name}={value!r} must be true or false")
+
+
+def _store_url(name: str, value: str) -> str:
+    """``scheme://bucket[/prefix]`` with a known scheme; no credentials, no trailing '/'."""
+    scheme, sep, rest = value.partition("://")
+    bucket = rest.split("/", 1)[0]
+    if not sep or scheme not in OBJECT_STORE_SCHEMES or not bucket:
+        raise SettingsError(
+            f"{name}={value!r} must be an object-store URL such as s3://bucket/prefix "
+            f"(schemes: {', '.join(OBJECT_STORE_SCHEMES)})"
+        )
+    if "@" in bucket or "?" in value or ".." in rest.split("/"):
+        raise SettingsError(
+            f"{name}={value!r}: no credentials, query or '..' in the URL; pods take "
+            "credentials from their own environment (AWS_*, GOOGLE_*, AZURE_* or workload "
+            "identity)"
+        )
+    return value.rstrip("/")
+
+
+def outputs_url_option(name: str, value: str) -> str:
+    """Check an outputs URL given elsewhere (``incluster run --outputs``) like the setting."""
+    return _store_url(name, value)
 
 
 def _namespaces(value: str) -> tuple[str, ...] | None:
@@ -196,11 +245,16 @@ def _data_stores(value: str) -> dict[str, VolumeSource]:
             raise SettingsError(f"{where}: store names must be DNS labels (a-z, 0-9, '-')")
         if (
             not isinstance(source, dict)
-            or set(source) - {"claim", "hostPath"}
+            or set(source) - {"claim", "hostPath", "url"}
             or len(source) != 1
             or not all(isinstance(v, str) and v for v in source.values())
         ):
-            raise SettingsError(f"{where} must be {{'claim': name}} or {{'hostPath': path}}")
+            raise SettingsError(
+                f"{where} must be {{'claim': name}}, {{'hostPath': path}} or {{'url': 's3://...'}}"
+            )
+        if "url" in source:
+            stores[store] = VolumeSource(url=_store_url(where, source["url"]))
+            continue
         stores[store] = _volume(where, source.get("claim"), source.get("hostPath"))
     return stores
 
@@ -271,4 +325,9 @@ def from_env(environ: Mapping[str, str]) -> Settings:
             get(ENV_SUMMARY_SYNC_SECONDS) or str(defaults.summary_sync_seconds),
         ),
         success_policy="allWorkers" if success_policy == "allWorkers" else "default",
+        polyaxon_env=_bool(ENV_POLYAXON_ENV, environ.get(ENV_POLYAXON_ENV, "")),
+        outputs_url=_store_url(ENV_OUTPUTS_URL, url) if (url := get(ENV_OUTPUTS_URL)) else None,
+        upload_seconds=_positive_float(
+            ENV_UPLOAD_SECONDS, get(ENV_UPLOAD_SECONDS) or str(defaults.upload_seconds)
+        ),
     )

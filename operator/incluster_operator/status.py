@@ -16,7 +16,7 @@ until it is gone, so a lagging watch that shows it again does not spend backoff 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -34,7 +34,7 @@ from incluster_operator.api.models import (
 )
 from incluster_operator.api.times import format_time, parse_time
 from incluster_operator.api.validation import InvalidSpec
-from incluster_operator.render.context import ExperimentMeta, outputs_path
+from incluster_operator.render.context import ExperimentMeta, outputs_path, run_id
 from incluster_operator.settings import Settings
 
 #: Kueue's plain pod group label, and the annotation that ends a group that will not
@@ -164,6 +164,8 @@ class Decision:
     #: Pods to annotate ``kueue.x-k8s.io/retriable-in-group: "false"`` before any delete:
     #: the experiment is over, so Kueue may finish the group's Workload and free its quota.
     release_group: tuple[str, ...] = ()
+    #: Status keys (API names) to remove: what an earlier generation's failure left.
+    clear: tuple[str, ...] = ()
 
     def status_patch(self) -> dict[str, Any]:
         """The status as a merge patch body; ``tracking`` is left to the replicas."""
@@ -172,6 +174,7 @@ class Decision:
         )
         if self.status.paused_since is None:
             patch["pausedSince"] = None  # a merge patch removes a key only with null
+        patch.update(dict.fromkeys(self.clear))  # null removes a key in a merge patch
         return patch
 
 
@@ -222,6 +225,32 @@ def _replica_statuses(
         else:
             bucket["active"] += 1
     return {t: ReplicaStatus(**c) for t, c in sorted(counts.items())}
+
+
+def _present(
+    status: ExperimentStatus,
+    pods: Iterable[ObservedPod],
+    spec: ExperimentSpec,
+    gone: Iterable[str] = (),
+) -> ExperimentStatus:
+    """READY and replica counts of the pods that exist and stay (not deleting or ``gone``).
+
+    A finished experiment's pods are cleaned up: its READY must say 0/4 then, not the
+    4/4 of the moment it ended.
+    """
+    leaving = set(gone)
+    desired = {(t, i) for t, r in spec.replicas.items() for i in range(r.replicas)}
+    staying: dict[tuple[str, int], ObservedPod] = {}
+    for pod in pods:
+        if pod.key in desired and not pod.deleting and pod.name not in leaving:
+            staying.setdefault(pod.key, pod)
+    running = sum(1 for p in staying.values() if p.phase == "Running")
+    return status.model_copy(
+        update={
+            "replica_statuses": _replica_statuses(staying.values(), spec.replicas),
+            "ready": f"{running}/{len(desired)}",
+        }
+    )
 
 
 def _cleanup(pods: Iterable[ObservedPod], policy: str) -> tuple[str, ...]:
@@ -293,9 +322,12 @@ def _finish(
     members = [p for p in pods if p.kueue_group]
     done = phase == "Succeeded" and all(p.phase == "Succeeded" for p in members)
     live = sorted(p.name for p in members if not p.deleting)
+    delete = _cleanup(pods, policy)
+    if spec is not None:
+        finished = _present(finished, pods, spec, delete)
     return Decision(
         status=finished,
-        delete=_cleanup(pods, policy),
+        delete=delete,
         events=(Event("Normal" if phase == "Succeeded" else "Warning", reason, message),),
         delete_experiment=expired,
         requeue_after=requeue,
@@ -385,8 +417,12 @@ def reconcile(
     now: datetime,
     settings: Settings,
     generation: int | None = None,
+    ref_runs: Mapping[str, str] | None = None,
 ) -> Decision:
-    """The new status of a valid experiment and the actions that follow from its pods."""
+    """The new status of a valid experiment and the actions that follow from its pods.
+
+    ``ref_runs`` (experiment ref -> run id) is recorded in ``status.outputsRefsRuns``.
+    """
     prev = previous_status(previous)
     observed = [p for p in (observe(pod) for pod in pods) if p is not None]
     desired = {(t, i) for t, r in spec.replicas.items() for i in range(r.replicas)}
@@ -409,6 +445,9 @@ def reconcile(
             "replica_statuses": _replica_statuses(by_key.values(), spec.replicas),
             "ready": f"{running}/{len(desired)}",
             "outputs_path": outputs_path(spec, meta, settings),
+            "run_id": run_id(meta),
+            "project": spec.project,
+            "outputs_refs_runs": dict(ref_runs) if ref_runs else prev.outputs_refs_runs,
             "restarts": sum(p.restarts for p in by_key.values()),
             "observed_generation": generation
             if generation is not None
@@ -417,12 +456,15 @@ def reconcile(
     )
 
     if prev.phase in FINISHED:
-        # The status is final (counts as they were at the end); only cleanup and TTL remain.
+        # The outcome is final; the counts follow the pods that are left (cleanup may
+        # delete them, or someone else). Only cleanup and TTL remain to do.
         final = prev.model_copy(update={"observed_generation": status.observed_generation})
+        delete = _cleanup(observed, spec.run_policy.clean_pod_policy)
+        final = _present(final, observed, spec, delete)
         expired, requeue = _ttl(final, spec.run_policy.ttl_seconds_after_finished, now)
         return Decision(
             status=final,
-            delete=_cleanup(observed, spec.run_policy.clean_pod_policy),
+            delete=delete,
             delete_experiment=expired,
             requeue_after=requeue,
         )
@@ -432,6 +474,15 @@ def reconcile(
     status, resumed = _resume(status, prev, now)
     start = parse_time(prev.start_time) or now
     status = status.model_copy(update={"start_time": format_time(start)})
+    if any(c.type == REFS_CONDITION and c.status == "False" for c in status.conditions):
+        resolved = ", ".join(f"{r} -> run {u}" for r, u in sorted(status.outputs_refs_runs.items()))
+        status = status.model_copy(
+            update={
+                "conditions": set_condition(
+                    status.conditions, REFS_CONDITION, True, "OutputsRefsResolved", resolved, now
+                )
+            }
+        )
     if prev.start_time is None:
         status = status.model_copy(
             update={
@@ -689,8 +740,51 @@ def invalid(
     return Decision(status=status, events=events)
 
 
+#: The condition that says whether every ``outputsRefs.experiments`` entry resolved.
+REFS_CONDITION = "OutputsRefsReady"
+#: How often an experiment waiting for a referenced Experiment looks again.
+REFS_RETRY_SECONDS = 10.0
+
+
+def waiting_for_refs(
+    missing: Sequence[str],
+    namespace: str,
+    previous: Mapping[str, Any] | None,
+    now: datetime,
+    generation: int | None = None,
+) -> Decision:
+    """``Pending`` without pods while a referenced Experiment does not exist; look again.
+
+    The pods would mount a run of it, and there is none: starting them anyway would
+    hand training an empty directory. Idempotent: the same message posts no new event.
+    """
+    prev = previous_status(previous)
+    names_ = ", ".join(repr(ref.rsplit("/", 1)[-1]) for ref in missing)
+    message = (
+        f"spec.outputsRefs.experiments: no Experiment {names_} in namespace {namespace!r}; "
+        "the pods start once it exists (create it, or remove the reference)"
+    )
+    same = any(c.type == REFS_CONDITION and c.message == message for c in prev.conditions)
+    conditions = set_condition(
+        prev.conditions, REFS_CONDITION, False, "OutputsRefNotFound", message, now
+    )
+    status = prev.model_copy(
+        update={
+            "phase": "Pending",
+            "conditions": conditions,
+            "observed_generation": generation,
+        }
+    )
+    events = () if same else (Event("Warning", "OutputsRefNotFound", message),)
+    return Decision(status=status, events=events, requeue_after=REFS_RETRY_SECONDS)
+
+
 def blocked(
-    previous: Mapping[str, Any] | None, reason: str, message: str, now: datetime
+    previous: Mapping[str, Any] | None,
+    reason: str,
+    message: str,
+    now: datetime,
+    generation: int | None = None,
 ) -> Decision:
     """``Failed`` for a problem found while creating children (a name taken, a rejected pod).
 
@@ -705,10 +799,88 @@ def blocked(
             "phase": "Failed",
             "conditions": conditions,
             "completion_time": prev.completion_time or format_time(now),
+            "observed_generation": generation
+            if generation is not None
+            else prev.observed_generation,
         }
     )
     events = () if same else (Event("Warning", reason, message),)
     return Decision(status=finished, events=events)
+
+
+#: Conditions a failure before any pod leaves; a valid new generation clears them.
+_ADMISSION_FAILURES = ("Failed", "InvalidSpec")
+
+
+def readmit(
+    previous: Mapping[str, Any] | None, generation: int | None, now: datetime
+) -> tuple[dict[str, Any] | None, Event | None]:
+    """The status to start from when a new generation may run after an earlier one failed.
+
+    Only an experiment that failed before any pod existed (invalid spec, a name taken, a
+    rejected pod) and whose spec has changed since (``generation`` is not the observed
+    one) is looked at again; anything else is returned unchanged with no event. The
+    caller validates the new spec next: a still invalid one fails again, naming the new
+    problem.
+    """
+    prev = previous_status(previous)
+    if prev.phase != "Failed" or generation is None or prev.observed_generation == generation:
+        return (dict(previous) if previous is not None else None), None
+    message = (
+        f"generation {generation} is being admitted again: generation "
+        f"{prev.observed_generation} failed before any pod existed"
+    )
+    conditions = [
+        c.model_copy(
+            update={
+                "status": "False",
+                "reason": "SpecChanged",
+                "message": message,
+                "last_transition_time": format_time(now),
+            }
+        )
+        if c.type in _ADMISSION_FAILURES and c.status == "True"
+        else c
+        for c in prev.conditions
+    ]
+    fresh = prev.model_copy(
+        update={"phase": None, "conditions": conditions, "completion_time": None}
+    )
+    event = Event("Normal", "SpecChanged", message)
+    return fresh.model_dump(mode="json", by_alias=True, exclude_none=True), event
+
+
+#: The condition that says a spec change of a started run was not applied.
+SPEC_IGNORED = "SpecChangeIgnored"
+
+
+def spec_change(decision: Decision, ignored: str | None, now: datetime) -> Decision:
+    """Report a spec change that cannot take effect: a condition, and an Event once.
+
+    ``ignored`` says what changed and what to do (None: the spec is the run's own, and
+    a condition set earlier turns False).
+    """
+    current = decision.status
+    before = next((c for c in current.conditions if c.type == SPEC_IGNORED), None)
+    if ignored is None:
+        if before is None or before.status == "False":
+            return decision
+        conditions = set_condition(
+            current.conditions,
+            SPEC_IGNORED,
+            False,
+            "SpecMatchesRun",
+            "the spec is the run's own",
+            now,
+        )
+        return replace(decision, status=current.model_copy(update={"conditions": conditions}))
+    conditions = set_condition(current.conditions, SPEC_IGNORED, True, SPEC_IGNORED, ignored, now)
+    events = decision.events
+    if before is None or before.status != "True" or before.message != ignored:
+        events = (*events, Event("Warning", SPEC_IGNORED, ignored))
+    return replace(
+        decision, status=current.model_copy(update={"conditions": conditions}), events=events
+    )
 
 
 __all__ = [
@@ -718,5 +890,8 @@ __all__ = [
     "blocked",
     "invalid",
     "observe",
+    "readmit",
     "reconcile",
+    "spec_change",
+    "waiting_for_refs",
 ]

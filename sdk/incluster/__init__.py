@@ -20,14 +20,24 @@ _LAZY = {
     "wait_for_peers": "incluster.peers:wait_for_peers",
     "read_events": "incluster.tracking.events:read_events",
     "ContextError": "incluster.errors:ContextError",
+    "jax_initialize": "incluster.frameworks:jax_initialize",
 }
 
-__all__ = ["ContextError", "Experiment", "__version__", "read_events", "tracking", "wait_for_peers"]
+__all__ = [
+    "ContextError",
+    "Experiment",
+    "__version__",
+    "jax_initialize",
+    "read_events",
+    "tracking",
+    "wait_for_peers",
+]
 
 if TYPE_CHECKING:  # pragma: no cover
     from incluster import tracking
     from incluster.errors import ContextError
     from incluster.experiment import Experiment
+    from incluster.frameworks import jax_initialize
     from incluster.peers import wait_for_peers
     from incluster.tracking.events import read_events
 

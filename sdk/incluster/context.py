@@ -90,15 +90,33 @@ def _read_validated(path: Path, validate: Callable[[Any, str], T]) -> T:
     return value
 
 
+def env_name(name: str) -> str:
+    """The variable that holds ``name``'s value: ``name``, or its seed alias when only the
+    alias is set (``POLYAXON_TASK_INFO`` for ``INCLUSTER_TASK_INFO``; contract.SEED_ENV)."""
+    if os.environ.get(name):
+        return name
+    alias = contract.SEED_ENV.get(name)
+    return alias if alias and os.environ.get(alias) else name
+
+
+def env_value(name: str) -> str | None:
+    """A plain env value by our name, falling back to its seed alias; None when unset/empty."""
+    return os.environ.get(env_name(name)) or None
+
+
 def env_json(name: str) -> Any:
-    """The JSON value of an env var, ``_UNSET`` when unset or empty; ContextError if bad."""
-    raw = os.environ.get(name)
+    """The JSON value of an env var, ``_UNSET`` when unset or empty; ContextError if bad.
+
+    Our name wins; the seed's ``POLYAXON_`` alias is read only when ours is absent.
+    """
+    actual = env_name(name)
+    raw = os.environ.get(actual)
     if not raw:
         return _UNSET
     try:
         return json.loads(raw)
     except ValueError as exc:
-        raise ContextError(f"env var {name} is not valid JSON: {exc}") from None
+        raise ContextError(f"env var {actual} is not valid JSON: {exc}") from None
 
 
 def _check_document(doc: Any, source: str) -> dict[str, Any]:
@@ -129,7 +147,7 @@ def _lookup(env: str, key: str) -> tuple[Any, str]:
     """(value, source) from the env var (JSON), else the ``context.json`` key, else unset."""
     value = env_json(env)
     if value is not _UNSET:
-        return value, f"env var {env}"
+        return value, f"env var {env_name(env)}"
     directory = context_dir()
     if directory is None:
         return _UNSET, ""
@@ -152,8 +170,8 @@ def _object(env: str, key: str) -> dict[str, Any]:
 def is_in_cluster() -> bool:
     """True when an operator-provided context is present (env or mounted files)."""
     return (
-        bool(os.environ.get(contract.ENV_TASK_INFO))
-        or bool(os.environ.get(contract.ENV_CLUSTER))
+        env_value(contract.ENV_TASK_INFO) is not None
+        or env_value(contract.ENV_CLUSTER) is not None
         or context_dir() is not None
     )
 
@@ -196,12 +214,13 @@ def get_task_info() -> dict[str, Any]:
                 'the operator sets it to {"type": ..., "index": ...} in every container'
             )
         return dict(contract.LOCAL_TASK)
-    task = _check_task(value, f"env var {contract.ENV_TASK_INFO}")
+    source = f"env var {env_name(contract.ENV_TASK_INFO)}"
+    task = _check_task(value, source)
     if cluster:
         try:
             topology.check_task(cluster, task["type"], task["index"])
         except ContextError as exc:
-            raise ContextError(f"env var {contract.ENV_TASK_INFO}: {exc}") from None
+            raise ContextError(f"{source}: {exc}") from None
     return task
 
 
@@ -249,7 +268,7 @@ def get_cluster_def() -> dict[str, list[str]]:
     """
     value = env_json(contract.ENV_CLUSTER)
     if value is not _UNSET:
-        frozen = _check_cluster(value, f"env var {contract.ENV_CLUSTER}")
+        frozen = _check_cluster(value, f"env var {env_name(contract.ENV_CLUSTER)}")
     else:
         directory = context_dir()
         if directory is None:
@@ -339,7 +358,7 @@ def _file_string(key: str) -> tuple[str | None, str]:
 
 def get_log_level() -> str | None:
     """The experiment's log level (a plain string in env, not JSON), or None."""
-    raw = os.environ.get(contract.ENV_LOG_LEVEL)
+    raw = env_value(contract.ENV_LOG_LEVEL)
     if raw:
         return raw
     value, _ = _file_string(contract.KEY_LOG_LEVEL)
@@ -362,7 +381,7 @@ def get_outputs_path() -> str:
     Inside a context the path is required: writing outputs to a local default inside
     a pod would lose them when the pod goes.
     """
-    raw = os.environ.get(contract.ENV_OUTPUTS_PATH)
+    raw = env_value(contract.ENV_OUTPUTS_PATH)
     if raw:
         return raw
     if context_dir() is None:
@@ -372,6 +391,40 @@ def get_outputs_path() -> str:
         raise ContextError(
             f"{source} must be a non-empty string (and {contract.ENV_OUTPUTS_PATH} is "
             "unset): the context does not say where this experiment writes"
+        )
+    return value
+
+
+def get_outputs_url() -> str | None:
+    """The object-store URL standing for ``get_outputs_path()``, or None (no store).
+
+    Set by the operator when its outputs store is ``s3://``, ``gs://`` or ``az://``; the
+    SDK then uploads what the run writes under the outputs path to the same place under
+    this URL.
+    """
+    raw = os.environ.get(contract.ENV_OUTPUTS_URL)
+    if not raw:
+        return None
+    scheme, sep, rest = raw.partition("://")
+    if not sep or not rest or scheme not in ("s3", "gs", "gcs", "az", "abfs", "abfss"):
+        raise ContextError(
+            f"env var {contract.ENV_OUTPUTS_URL}={raw!r} must be an s3://, gs:// or az:// URL"
+        )
+    return raw.rstrip("/")
+
+
+def get_upload_seconds() -> float:
+    """Seconds between two uploads of new event lines (``INCLUSTER_UPLOAD_SECONDS``, 10)."""
+    raw = os.environ.get(contract.ENV_UPLOAD_SECONDS)
+    if not raw:
+        return 10.0
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value == float("inf"):
+        raise ContextError(
+            f"env var {contract.ENV_UPLOAD_SECONDS}={raw!r} must be a number of seconds > 0"
         )
     return value
 

@@ -36,6 +36,21 @@ ENV_DATA_PATHS: Final = "INCLUSTER_RUN_DATA_PATHS"
 #: ``attempt``. Per pod: the context files are experiment-wide and never carry it.
 ENV_ATTEMPT: Final = "INCLUSTER_ATTEMPT"
 
+#: The seed's own names for the values above (Polyaxon's), used when an operator injects
+#: them beside ours (its ``POLYAXON_ENV`` setting or ``spec.polyaxonEnv``). The SDK reads
+#: each one only when the ``INCLUSTER_`` name is absent, so a script written against the
+#: seed's env vars runs unchanged. ``TF_CONFIG`` is the framework's own and has no alias.
+SEED_ENV: Final = {
+    ENV_CLUSTER: "POLYAXON_CLUSTER",
+    ENV_TASK_INFO: "POLYAXON_TASK_INFO",
+    ENV_EXPERIMENT_INFO: "POLYAXON_EXPERIMENT_INFO",
+    ENV_DECLARATIONS: "POLYAXON_DECLARATIONS",
+    ENV_LOG_LEVEL: "POLYAXON_LOG_LEVEL",
+    ENV_OUTPUTS_PATH: "POLYAXON_RUN_OUTPUTS_PATH",
+    ENV_OUTPUTS_REFS_PATHS: "POLYAXON_REFS_OUTPUTS_PATHS",
+    ENV_DATA_PATHS: "POLYAXON_RUN_DATA_PATHS",
+}
+
 # --- env vars: plumbing ------------------------------------------------------------------
 #: Directory holding the context files. Set by the operator in every container; when it
 #: is set, the files it names must exist (a missing one is a broken context, not "local").
@@ -56,6 +71,14 @@ ENV_API_URL: Final = "INCLUSTER_API_URL"
 ENV_KUBERNETES_SERVICE_HOST: Final = "KUBERNETES_SERVICE_HOST"
 ENV_KUBERNETES_SERVICE_PORT: Final = "KUBERNETES_SERVICE_PORT"
 
+#: The object-store URL that stands for the outputs path (``INCLUSTER_RUN_OUTPUTS_PATH``):
+#: set when the operator's outputs store is ``s3://``, ``gs://`` or ``az://``. The pod
+#: still writes locally; the SDK uploads what lies under the outputs path to the same
+#: relative place under this URL (docs/tracking.md, "Object stores").
+ENV_OUTPUTS_URL: Final = "INCLUSTER_OUTPUTS_URL"
+#: Seconds between two uploads of new event lines to the outputs URL (default 10).
+ENV_UPLOAD_SECONDS: Final = "INCLUSTER_UPLOAD_SECONDS"
+
 # --- env vars: framework-specific (set only where the Experiment's framework asks) ----
 ENV_PYTORCH: Final = ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK")
 ENV_TORCHRUN: Final = ("PET_NNODES", "PET_NODE_RANK", "PET_MASTER_ADDR", "PET_MASTER_PORT")
@@ -67,6 +90,9 @@ DEFAULT_CONTEXT_DIR: Final = "/var/run/incluster"
 FILE_CONTEXT: Final = "context.json"
 #: The cluster definition, ``{"master": ["host:port"], ...}``; once per experiment.
 FILE_CLUSTER: Final = "cluster.json"
+#: The validated spec this run was started with (the operator reads it back after a
+#: restart: a running experiment keeps its spec; later edits are reported, not applied).
+FILE_RUN_SPEC: Final = "spec.json"
 #: Sub-directory with the scoped API token and the cluster CA (projected, never env).
 DIR_TOKEN: Final = "token"  # noqa: S105 - a directory name
 FILE_TOKEN: Final = "token"  # noqa: S105 - a file name
@@ -205,8 +231,8 @@ REFERENCE: Final = (
         ENV_OUTPUTS_PATH,
         FILE_CONTEXT,
         KEY_OUTPUTS_PATH,
-        "/outputs/ns/mnist/xp",
-        "Where this experiment writes; <root>/<namespace>/<project>/[<group>/]<experiment>.",
+        "/outputs/ns/mnist/xp/0b5e0c1e-7c44-4f4b-9d1c-2a0f3f6f0c11",
+        "Where this run writes; <root>/<namespace>/<project>/[<group>/]<experiment>/<run-id>.",
     ),
     Entry(
         "get_outputs_refs_paths()",

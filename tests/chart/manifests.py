@@ -101,6 +101,9 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "namespaced": {"watch": {"allNamespaces": False, "namespaces": ["team-b", "team-a"]}},
     "outputs-hostpath": {"outputs": {"store": "hostPath", "hostPath": "/srv/out"}},
     "outputs-emptydir": {"outputs": {"store": "emptyDir"}},
+    "outputs-object-store": {
+        "outputs": {"store": "objectStore", "url": "s3://ml-bucket/team", "uploadSeconds": 5}
+    },
     "data-stores": {
         "dataStores": {"imagenet": {"claim": "imagenet-pvc"}, "raw": {"hostPath": "/mnt/raw"}},
         "dataMountPath": "/datasets",
@@ -115,6 +118,7 @@ OPTIONS: dict[str, dict[str, Any]] = {
         "addressing": "loopback",
         "evaluatorInCluster": True,
         "successPolicy": "allWorkers",
+        "polyaxonEnv": True,
     },
     "log-debug": {"logLevel": "debug"},
     "log-warning": {"logLevel": "warning"},

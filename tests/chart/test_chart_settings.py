@@ -70,6 +70,13 @@ def test_outputs_store(render: Render, option: str, expected: s.VolumeSource) ->
     assert settings_for(render, OPTIONS[option]).outputs == expected
 
 
+def test_outputs_in_an_object_store(render: Render) -> None:
+    got = settings_for(render, OPTIONS["outputs-object-store"])
+    assert (got.outputs_url, got.upload_seconds) == ("s3://ml-bucket/team", 5.0)
+    assert got.outputs == s.VolumeSource()  # pods stage their outputs in an emptyDir
+    assert settings_for(render, {}).outputs_url is None
+
+
 def test_data_stores_and_mount_roots(render: Render) -> None:
     got = settings_for(render, OPTIONS["data-stores"])
     assert got.data_stores == {
@@ -92,6 +99,8 @@ def test_tuning_values_reach_the_operator(render: Render) -> None:
     assert got.addressing == "loopback"
     assert got.evaluator_in_cluster is True
     assert got.success_policy == "allWorkers"
+    assert got.polyaxon_env is True
+    assert settings_for(render, {}).polyaxon_env is False
 
 
 def test_large_numbers_are_not_rendered_in_float_notation(render: Render) -> None:

@@ -171,7 +171,8 @@ def test_a_stale_data_dir_is_refused_untouched(tmp_path: Path) -> None:
     assert (stale / "etcd" / "keep").read_text() == "old"
 
 
-def test_missing_binaries_name_the_make_target(tmp_path: Path) -> None:
+def test_missing_binaries_name_the_make_target_and_the_last_build_error(tmp_path: Path) -> None:
+    (tmp_path / "build-error.txt").write_text('failed at step "download modules": proxy down')
     env = {**os.environ, controlplane.BIN_DIR_ENV: str(tmp_path)}
     proc = subprocess.run(
         [sys.executable, "-m", "devcluster", "serve", "--real"],
@@ -180,6 +181,7 @@ def test_missing_binaries_name_the_make_target(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert "make control-plane" in proc.stderr
     assert "etcd" in proc.stderr
+    assert 'The last build said: failed at step "download modules"' in proc.stderr
 
 
 def test_the_build_without_go_names_the_step_and_the_retry(tmp_path: Path) -> None:

@@ -221,3 +221,64 @@ def test_failing_worker_fails_the_experiment_naming_the_replica(stack, namespace
     assert f"{name}-worker-1" in failed["message"]
     assert "exit code 1" in failed["message"]
     assert sys.executable  # the image's python on a real cluster, ours here
+
+
+def _events(run_dir):
+    return {p.name: p.read_bytes() for p in (run_dir / "events").iterdir()}
+
+
+def test_a_recreated_experiment_is_a_new_run_and_a_ref_reads_the_latest(
+    stack, namespace, tmp_path, capsys
+):
+    """Delete and re-create: two runs side by side, the first one's events untouched."""
+    if not isinstance(stack, DevStack):
+        pytest.skip("reads the outputs on this machine (the local pod runner's hostPath)")
+    from incluster import cli
+
+    name = apply(stack, tmp_path, namespace)
+    assert stack.wait_finished(name, namespace) == "Succeeded"
+    first = stack.experiment(name, namespace)
+    run1 = first["status"]["runId"]
+    assert run1 == first["metadata"]["uid"]
+    run1_dir = stack.outputs_dir(first["status"]["outputsPath"].removeprefix("/outputs/"))
+    before = _events(run1_dir)
+    assert len(before) == 4
+
+    stack.kubectl("delete", "xp", name, "-n", namespace, "--wait=true")
+    apply(stack, tmp_path, namespace)
+    assert stack.wait_finished(name, namespace) == "Succeeded"
+    second = stack.experiment(name, namespace)["status"]
+    run2 = second["runId"]
+    assert run2 != run1
+    run2_dir = stack.outputs_dir(second["outputsPath"].removeprefix("/outputs/"))
+    assert run2_dir.parent == run1_dir.parent
+    assert _events(run1_dir) == before  # byte for byte
+    assert len(_events(run2_dir)) == 4
+
+    capsys.readouterr()
+    assert cli.main(["metrics", str(run1_dir.parent)]) == 0
+    shown = capsys.readouterr().out
+    assert run1 in shown
+    assert f"showing run {run2}, the latest" in shown
+
+    # A ref to the experiment mounts its current run: the second one.
+    read = (
+        "import json, os, pathlib; from incluster import Experiment as X;"
+        "(ref,) = X.get_outputs_refs_paths()['experiments'];"
+        "out = pathlib.Path(X.get_outputs_path()); out.mkdir(parents=True, exist_ok=True);"
+        "(out / 'ref.json').write_text(json.dumps(sorted(os.listdir(pathlib.Path(ref, 'events')))))"
+    )
+
+    def reader(doc):
+        doc["metadata"]["name"] = "reader"
+        master = doc["spec"]["replicas"]["master"]
+        master["template"]["spec"]["containers"][0]["command"] = [sys.executable, "-c", read]
+        doc["spec"]["replicas"] = {"master": master}
+        doc["spec"]["outputsRefs"] = {"experiments": [name]}
+
+    apply(stack, tmp_path, namespace, reader)
+    assert stack.wait_finished("reader", namespace) == "Succeeded"
+    status = stack.experiment("reader", namespace)["status"]
+    assert status["outputsRefsRuns"] == {name: run2}
+    out = stack.outputs_dir(status["outputsPath"].removeprefix("/outputs/"))
+    assert json.loads((out / "ref.json").read_text()) == sorted(_events(run2_dir))

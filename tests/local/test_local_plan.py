@@ -172,13 +172,16 @@ def test_mount_paths_are_remapped_in_env_argv_and_working_dir(tmp_path):
     assert p.pod_dir == tmp_path / "pods" / NS / "xp-worker-1-0a1b2c3d"
     assert main.env["INCLUSTER_CONTEXT_DIR"] == str(vol / "context")
     assert main.env["TOKEN"] == str(vol / "token" / "token")  # nested mount wins
-    assert main.env["OUT"] == str(vol / "outputs" / NS / "xp")
+    # A claim (or hostPath) volume is named by its shared directory, not the pod's link to
+    # it: a path a replica prints is one the user can open.
+    out = tmp_path / "claims" / NS / "outputs"
+    assert main.env["OUT"] == str(out / NS / "xp")
     # Inside JSON: quoted whole paths are rewritten, a longer name sharing the prefix is not.
-    assert json.loads(main.env["PATHS"]) == {"d": str(vol / "outputs" / "d"), "e": "/outputsx"}
+    assert json.loads(main.env["PATHS"]) == {"d": str(out / "d"), "e": "/outputsx"}
     assert main.argv == (
         "python",
-        str(vol / "outputs" / "train.py"),
-        f"--data={vol / 'outputs' / 'data'}",
+        str(out / "train.py"),
+        f"--data={out / 'data'}",
         "--rank",
         "1",
         "$(RANK)",

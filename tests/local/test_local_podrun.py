@@ -136,3 +136,18 @@ def test_stop_during_an_init_container_ends_the_pod_as_stopped(tmp_path):
     assert final.init_containers[0].exit_code == 143
     assert final.containers[0].state == "waiting"
     assert not (plan.pod_dir / "volumes" / "shared" / "order").exists()
+
+
+def test_a_replica_that_exits_0_while_being_stopped_succeeded(tmp_path):
+    """A worker that finished as the master decided reads as succeeded, not Stopped."""
+    ready = threading.Event()
+    code = (
+        "import signal, sys, time; signal.signal(signal.SIGTERM, lambda *_: sys.exit(0));"
+        "print('up', flush=True); time.sleep(60)"
+    )
+    plan = make_pod(tmp_path, [container("main", code)], grace=5)
+    run = PodRun(plan, "127.0.0.1", on_line=lambda name, line: ready.set()).start()
+    assert ready.wait(20)
+    final = run.stop()
+    assert (final.phase, final.reason) == ("Succeeded", "")
+    assert final.containers[0].exit_code == 0

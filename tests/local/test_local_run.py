@@ -30,7 +30,8 @@ def test_distributed_example_runs_locally(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert code == 0, printed
     ns = doc["metadata"]["namespace"]
-    outputs = out / ns / "examples" / "peers"
+    (outputs,) = (out / ns / "examples" / "peers").iterdir()  # this run's directory
+    assert f"run {outputs.name}: outputs in {outputs}" in printed
     # Every replica reached every other one and wrote its own event file and model.
     events = sorted(p.name for p in (outputs / "events").iterdir())
     assert events == [f"{r}.jsonl" for r in REPLICAS]
@@ -47,7 +48,7 @@ def test_distributed_example_runs_locally(tmp_path, capsys):
         kind, index = replica.rsplit("-", 1)
         assert f"{replica:<8} | {kind}:{index}: exchanged greetings with" in printed
     assert "Succeeded: master 0 succeeded" in printed
-    logs = out / ".incluster" / ns / "peers" / "pods" / ns
+    logs = out / ".incluster" / ns / "peers" / outputs.name / "pods" / ns
     (worker_dir,) = logs.glob("peers-worker-1-*")
     assert "done" in (worker_dir / "logs" / "main.log").read_text()
 
@@ -125,7 +126,7 @@ def test_ctrl_c_stops_every_replica_even_when_pressed_twice(tmp_path):
     lines = []
     for line in proc.stdout:
         lines.append(line)
-        if line.startswith("interrupted: stopping every replica (SIGKILL after 1s)"):
+        if line.startswith("interrupted (SIGINT): stopping every replica (SIGKILL after 1s)"):
             break
     proc.send_signal(signal.SIGINT)  # while the replicas are being stopped
     out, _ = proc.communicate(timeout=30)
@@ -291,3 +292,40 @@ def test_connections_left_in_time_wait_do_not_block_the_next_run(tmp_path):
         accepted.close()  # the server side closes first: its end goes to TIME_WAIT
         client.close()
     assert busy_addresses(prepared) == []
+
+
+@pytest.mark.parametrize(
+    ("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)]
+)
+def test_each_stop_signal_stops_every_replica_and_what_they_spawned(tmp_path, sig, code):
+    """A CI timeout (SIGTERM), a closed terminal (SIGHUP) or Ctrl-C: no process survives."""
+    path, doc = unique_example(tmp_path)
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    # Each replica starts a grandchild; the master also ignores SIGTERM (SIGKILL needed).
+    spawn = (
+        "import os, pathlib, signal, subprocess, sys, time;"
+        "kid = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)']);"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN) if 'master' in os.environ"
+        "['INCLUSTER_TASK_INFO'] else None;"
+        f"[pathlib.Path({str(pids)!r}, str(p)).touch() for p in (os.getpid(), kid.pid)];"
+        "time.sleep(120)"
+    )
+    for replica in doc["spec"]["replicas"].values():
+        replica["template"]["spec"]["containers"][0]["command"] = [sys.executable, "-c", spawn]
+    path.write_text(yaml.safe_dump(doc))
+    argv = [sys.executable, "-m", "incluster.cli", "run", str(path)]
+    argv += ["--outputs", str(tmp_path / "out"), "--color", "never", "--grace", "1"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 30
+    while len(list(pids.iterdir())) < 8 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    started = [int(p.name) for p in pids.iterdir()]
+    assert len(started) == 8
+    proc.send_signal(sig)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == code, out
+    assert f"interrupted ({signal.Signals(sig).name}): stopping every replica" in out
+    assert "Traceback" not in out
+    survivors = [pid for pid in started if os.path.exists(f"/proc/{pid}") and not _zombie(pid)]
+    assert survivors == []

@@ -61,7 +61,7 @@ def test_every_spec_and_status_field_is_explained():
 def test_optional_fields_are_nullable_and_free_form_ones_preserved():
     spec = crd.openapi_schema()["properties"]["spec"]
     assert spec["properties"]["group"]["nullable"] is True
-    assert spec["required"] == ["project", "replicas"]
+    assert spec["required"] == ["replicas"]  # project defaults to the namespace
     template = spec["properties"]["replicas"]["additionalProperties"]["properties"]["template"]
     assert template["x-kubernetes-preserve-unknown-fields"] is True
     assert spec["properties"]["framework"]["enum"] == ["none", "tensorflow", "pytorch", "jax"]

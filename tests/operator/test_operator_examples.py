@@ -11,7 +11,7 @@ import yaml
 from incluster import contract
 from incluster_operator.api import validate
 from incluster_operator.render import ExperimentMeta, render_all
-from incluster_operator.settings import Settings
+from incluster_operator.settings import Settings, VolumeSource
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
@@ -28,8 +28,11 @@ def load(path):
 def test_each_example_validates_and_renders(path):
     doc = load(path)
     name = doc["metadata"]["name"]
-    spec = validate(doc["spec"], name, Settings())
-    children = render_all(spec, ExperimentMeta(name, "default", "uid-1"), Settings())
+    # The data stores an example names, as a platform admin would configure them.
+    stores = {store: VolumeSource(claim=store) for store in doc["spec"].get("data", [])}
+    settings = Settings(data_stores=stores)
+    spec = validate(doc["spec"], name, settings)
+    children = render_all(spec, ExperimentMeta(name, "default", "uid-1"), settings)
     assert len(children.pods) == sum(r.replicas for r in spec.replicas.values())
 
 
@@ -67,7 +70,7 @@ def test_the_example_script_reports_the_rendered_context(tmp_path):
         timeout=60,
         capture_output=True,
     )
-    outputs = tmp_path / "out" / "default" / "examples" / "tf" / "distributed"
+    outputs = tmp_path / "out" / "default" / "examples" / "tf" / "distributed" / "uid-1"
     record = json.loads((outputs / "context-worker-1.json").read_text())
     assert record["task"] == {"type": "worker", "index": 1}
     assert record["tf_config"]["task"] == {"type": "worker", "index": 1}

@@ -91,7 +91,7 @@ def test_context_config_map_holds_the_document_and_the_cluster():
     assert doc[contract.KEY_VERSION] == contract.CONTEXT_VERSION
     assert doc[contract.KEY_DECLARATIONS] == {"lr": 0.1}
     assert doc[contract.KEY_LOG_LEVEL] == "DEBUG"
-    assert doc[contract.KEY_OUTPUTS_PATH] == "/outputs/team/mnist/xp"
+    assert doc[contract.KEY_OUTPUTS_PATH] == f"/outputs/team/mnist/xp/{META.uid}"
     assert doc[contract.KEY_DATA_PATHS] == {"imagenet": "/data/imagenet"}
     assert doc[contract.KEY_EXPERIMENT_INFO]["experiment_uuid"] == META.uid
 
@@ -114,19 +114,24 @@ def test_env_and_mounts_reach_every_container_including_init_containers():
         }
 
 
-def test_outputs_are_mounted_per_experiment_and_refs_and_data_read_only():
+def test_outputs_are_mounted_per_run_and_refs_and_data_read_only():
     raw = raw_spec(
         group="sweep",
         data=["raw", "imagenet"],
         outputsRefs={"experiments": ["xp0", "other/xp1"], "jobs": ["prep"]},
     )
-    pod = pod_named(render(raw), "xp-master-0")
+    settings = SETTINGS
+    spec = validate(raw, META.name, settings)
+    children = render_all(spec, META, settings, {"xp0": "run-a", "other/xp1": "run-b"})
+    pod = pod_named(children, "xp-master-0")
     mounts = {m["mountPath"]: m for m in pod["spec"]["containers"][0]["volumeMounts"]}
-    outputs = mounts["/outputs/team/mnist/sweep/xp"]
-    assert outputs["subPath"] == "team/mnist/sweep/xp"
+    # This run's own directory: a re-created Experiment (new uid) never shares it.
+    outputs = mounts[f"/outputs/team/mnist/sweep/xp/{META.uid}"]
+    assert outputs["subPath"] == f"team/mnist/sweep/xp/{META.uid}"
     assert not outputs.get("readOnly")
-    assert mounts["/refs/experiments/xp0"]["subPath"] == "team/mnist/sweep/xp0"
-    assert mounts["/refs/experiments/other.xp1"]["subPath"] == "team/other/xp1"
+    # An experiment ref mounts the run it resolved to; a job ref has no run level.
+    assert mounts["/refs/experiments/xp0"]["subPath"] == "team/mnist/sweep/xp0/run-a"
+    assert mounts["/refs/experiments/other.xp1"]["subPath"] == "team/other/xp1/run-b"
     assert mounts["/refs/jobs/prep"]["subPath"] == "team/mnist/sweep/prep"
     assert mounts[contract.DEFAULT_CONTEXT_DIR]["readOnly"] is True
     for path in ("/refs/experiments/xp0", "/refs/jobs/prep", "/data/raw", "/data/imagenet"):
@@ -283,7 +288,7 @@ def test_the_sdk_reads_back_what_was_rendered(tmp_path, monkeypatch):
     assert context.get_cluster_def() == cluster
     assert context.get_tf_config() == topology.tf_config(cluster, "worker", 1)
     assert context.get_declarations() == {"lr": 0.5}
-    assert context.get_outputs_path() == "/outputs/team/mnist/xp"
+    assert context.get_outputs_path() == f"/outputs/team/mnist/xp/{META.uid}"
     assert context.get_experiment_info()["experiment_name"] == "xp"
 
 
@@ -295,3 +300,90 @@ def test_meta_from_the_api_metadata_and_the_pod_selector():
     pod = render(raw_spec()).pods[0]
     labels = pod["metadata"]["labels"]
     assert all(labels[k] == v for k, v in (item.split("=") for item in selector.split(",")))
+
+
+@pytest.mark.parametrize(
+    ("setting", "spec_value", "expected"),
+    [
+        (False, None, False),  # the documented default: our names only
+        (True, None, True),  # the chart-wide setting
+        (False, True, True),  # the per-Experiment opt-in
+        (True, False, False),  # an Experiment may also opt out
+    ],
+)
+def test_the_seeds_polyaxon_env_names_are_injected_when_asked(setting, spec_value, expected):
+    settings = Settings(outputs=VolumeSource(claim="outputs"), polyaxon_env=setting)
+    extra = {} if spec_value is None else {"polyaxonEnv": spec_value}
+    raw = raw_spec(declarations={"lr": 0.1}, logLevel="INFO", **extra)
+    pod = pod_named(render(raw, settings), "xp-worker-1")
+    env = env_of(pod["spec"]["containers"][0])
+    seed = {k: v for k, v in env.items() if k.startswith("POLYAXON_")}
+    if not expected:
+        assert seed == {}
+        return
+    # every seed name the contract lists, each with exactly our value
+    assert set(seed) == set(contract.SEED_ENV.values())
+    for ours, alias in contract.SEED_ENV.items():
+        assert seed[alias] == env[ours], alias
+    assert json.loads(seed["POLYAXON_TASK_INFO"]) == {"type": "worker", "index": 1}
+
+
+def test_the_sdk_reads_the_seed_names_when_ours_are_absent(monkeypatch):
+    settings = Settings(outputs=VolumeSource(claim="outputs"), polyaxon_env=True)
+    pod = pod_named(render(raw_spec(declarations={"lr": 0.1}), settings), "xp-worker-0")
+    env = env_of(pod["spec"]["containers"][0])
+    for name in list(os.environ):
+        if name.startswith(("INCLUSTER_", "POLYAXON_")) or name == "TF_CONFIG":
+            monkeypatch.delenv(name)
+    for name, value in env.items():
+        if name.startswith("POLYAXON_"):  # only the seed's names: ours are absent
+            monkeypatch.setenv(name, value)
+    assert context.is_in_cluster()
+    assert context.get_task_info() == {"type": "worker", "index": 0}
+    assert context.get_declarations() == {"lr": 0.1}
+    assert context.get_cluster_def() == json.loads(env[contract.ENV_CLUSTER])
+    assert context.get_outputs_path() == env[contract.ENV_OUTPUTS_PATH]
+    assert context.get_experiment_info()["experiment_name"] == "xp"
+    # ours wins when both are there
+    monkeypatch.setenv(contract.ENV_DECLARATIONS, '{"lr": 0.5}')
+    assert context.get_declarations() == {"lr": 0.5}
+    # a broken alias is named in the error
+    monkeypatch.delenv(contract.ENV_DECLARATIONS)
+    monkeypatch.setenv("POLYAXON_DECLARATIONS", "{nope")
+    with pytest.raises(context.ContextError, match="POLYAXON_DECLARATIONS"):
+        context.get_declarations()
+
+
+def test_outputs_in_an_object_store_reach_pods_as_a_url_and_refs_as_urls():
+    settings = Settings(
+        outputs_url="s3://ml/team",
+        upload_seconds=3.0,
+        data_stores={
+            "imagenet": VolumeSource(url="gs://sets/imagenet"),
+            "raw": VolumeSource(host_path="/d"),
+        },
+    )
+    raw = raw_spec(outputsRefs={"experiments": ["xp0", "other/xp1"]}, data=["imagenet", "raw"])
+    pod = pod_named(render(raw, settings), "xp-master-0")
+    container = pod["spec"]["containers"][0]
+    env = env_of(container)
+    assert env[contract.ENV_OUTPUTS_URL] == "s3://ml/team/team/mnist/xp"
+    assert env[contract.ENV_UPLOAD_SECONDS] == "3"
+    assert env[contract.ENV_OUTPUTS_PATH] == "/outputs/team/mnist/xp"  # still written locally
+    assert json.loads(env[contract.ENV_OUTPUTS_REFS_PATHS]) == {
+        "jobs": [],
+        "experiments": ["s3://ml/team/team/mnist/xp0", "s3://ml/team/team/other/xp1"],
+    }
+    assert json.loads(env[contract.ENV_DATA_PATHS]) == {
+        "imagenet": "gs://sets/imagenet",
+        "raw": "/data/raw",
+    }
+    mounts = [m["mountPath"] for m in container["volumeMounts"]]
+    assert "/outputs/team/mnist/xp" in mounts  # the local staging directory
+    assert not any(m.startswith("/refs") for m in mounts)  # refs are read by URL
+    assert "/data/raw" in mounts
+    assert "/data/imagenet" not in mounts
+    outputs = [v for v in pod["spec"]["volumes"] if v["name"] == names.VOLUME_OUTPUTS]
+    assert outputs == [{"name": names.VOLUME_OUTPUTS, "emptyDir": {}}]
+    # no credential of any kind is rendered: the pod brings its own
+    assert not [k for k in env if k.startswith(("AWS_", "GOOGLE_", "AZURE_"))]

@@ -261,7 +261,7 @@ def test_bad_scheduling_input_names_the_field_and_the_fix(
 def test_a_bad_queue_label_on_the_experiment_is_invalid():
     raw = {"project": "p", "replicas": {"master": {"template": TEMPLATE}}}
     with pytest.raises(InvalidSpec, match=re.escape("metadata.labels.kueue.x-k8s.io/queue-name")):
-        validate(raw, "xp", SETTINGS, "Team A")
+        validate(raw, "xp", SETTINGS, queue_label="Team A")
 
 
 def test_restart_experiment_wants_replicas_that_never_restart_alone():

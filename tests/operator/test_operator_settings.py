@@ -35,6 +35,9 @@ def test_every_variable_is_read():
         s.ENV_TOKEN_TTL_SECONDS: "900",
         s.ENV_SUMMARY_SYNC_SECONDS: "2.5",
         s.ENV_SUCCESS_POLICY: "allWorkers",
+        s.ENV_POLYAXON_ENV: "true",
+        s.ENV_OUTPUTS_URL: "s3://bucket/team/",
+        s.ENV_UPLOAD_SECONDS: "0.5",
     }
     assert set(env) == set(s.ENV_VARS) - {s.ENV_OUTPUTS_HOST_PATH}
     got = s.from_env(env)
@@ -54,6 +57,32 @@ def test_every_variable_is_read():
     assert got.token_ttl_seconds == 900
     assert got.summary_sync_seconds == 2.5
     assert got.success_policy == "allWorkers"
+    assert got.polyaxon_env is True
+    assert got.outputs_url == "s3://bucket/team"
+    assert got.upload_seconds == 0.5
+
+
+@pytest.mark.parametrize(
+    ("value", "fault"),
+    [
+        ("bucket/prefix", "must be an object-store URL"),
+        ("ftp://bucket", "must be an object-store URL"),
+        ("s3://", "must be an object-store URL"),
+        ("s3://key:secret@bucket/x", "no credentials"),
+        ("s3://bucket/../x", "no credentials, query or '..'"),
+    ],
+)
+def test_a_bad_outputs_url_names_the_variable_and_the_form(value, fault):
+    with pytest.raises(s.SettingsError, match=s.ENV_OUTPUTS_URL) as info:
+        s.from_env({s.ENV_OUTPUTS_URL: value})
+    assert fault in str(info.value)
+
+
+def test_a_data_store_may_be_a_url():
+    got = s.from_env({s.ENV_DATA_STORES: json.dumps({"imagenet": {"url": "gs://data/in/"}})})
+    assert got.data_stores["imagenet"] == s.VolumeSource(url="gs://data/in")
+    with pytest.raises(s.SettingsError, match="imagenet"):
+        s.from_env({s.ENV_DATA_STORES: json.dumps({"imagenet": {"url": "/in"}})})
 
 
 def test_every_env_name_has_the_prefix_and_is_unique():

@@ -67,7 +67,8 @@ def test_a_new_experiment_creates_every_pod():
     assert got.create == (("master", 0), ("ps", 0), ("worker", 0), ("worker", 1))
     assert got.status.phase == "Pending"
     assert got.status.start_time == "2026-01-01T12:00:00Z"
-    assert got.status.outputs_path == "/outputs/team/p/xp"
+    assert got.status.outputs_path == "/outputs/team/p/xp/uid-xp"
+    assert got.status.run_id == "uid-xp"
     assert got.status.ready == "0/4"
     assert conditions(got)["Created"].status == "True"
     assert [e.reason for e in got.events] == ["ExperimentPending"]
@@ -263,7 +264,28 @@ def test_a_finished_experiment_never_creates_pods_again():
     got = run(spec, [], done.status_patch(), NOW + timedelta(hours=1))
     assert got.create == ()
     assert got.status.completion_time == done.status.completion_time
-    assert got.status == done.status  # counts stay as they were at the end
+    # The outcome stays; READY and the counts are of the pods that exist (none now).
+    assert got.status.phase == done.status.phase
+    assert got.status.conditions == done.status.conditions
+    assert got.status.ready == "0/4"
+    assert all(r == st.ReplicaStatus() for r in got.status.replica_statuses.values())
+
+
+def test_ready_after_cleanup_counts_no_deleted_pod():
+    """`deadline Failed 4/4` was wrong: the running pods are being deleted."""
+    spec = make_spec(activeDeadlineSeconds=10)
+    started = run(spec, all_pods(spec))
+    assert started.status.ready == "4/4"
+    late = run(spec, all_pods(spec), started.status_patch(), NOW + timedelta(seconds=11))
+    assert late.status.phase == "Failed"
+    assert sorted(late.delete) == ["xp-master-0", "xp-ps-0", "xp-worker-0", "xp-worker-1"]
+    assert late.status.ready == "0/4"
+    # A crash: the failed pod stays (cleanPodPolicy Running), the running ones go.
+    crashed = all_pods(spec, **{"xp-worker-1": pod("worker", 1, "Failed", exit_code=1)})
+    failed = run(spec, crashed, started.status_patch())
+    assert failed.status.phase == "Failed"
+    assert failed.status.ready == "0/4"
+    assert failed.status.replica_statuses["worker"] == st.ReplicaStatus(failed=1)
 
 
 def test_pods_beyond_the_spec_are_deleted():

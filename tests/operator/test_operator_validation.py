@@ -101,7 +101,6 @@ def test_camel_case_fields_are_read():
         (lambda s: s.update(project="My Project"), "spec.project", "DNS label"),
         (lambda s: s.update(projekt="x"), "spec.projekt", "spelling"),
         (lambda s: s.update(replicas={}), "spec.replicas", "at least one"),
-        (lambda s: s.pop("project"), "spec.project", "add it"),
         (
             lambda s: s.update(outputsRefs={"experiments": ["../../etc"]}),
             "spec.outputsRefs.experiments[0]",
@@ -248,3 +247,11 @@ def test_malformed_specs_raise_only_invalid_spec(mutations, name):
 def test_arbitrary_json_raises_only_invalid_spec(raw):
     with pytest.raises(InvalidSpec):
         validate(raw, "xp", SETTINGS)
+
+
+def test_project_defaults_to_the_namespace():
+    """A manifest ported from a TFJob or PyTorchJob has no project: it is the namespace."""
+    raw = spec()
+    raw.pop("project")
+    assert validate(raw, "xp", SETTINGS, "team-a").project == "team-a"
+    assert validate({**raw, "project": "p"}, "xp", SETTINGS, "team-a").project == "p"

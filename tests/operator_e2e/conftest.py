@@ -15,7 +15,7 @@ from typing import Any
 import kubernetes
 import pytest
 from incluster_operator import k8s
-from incluster_operator.settings import Settings
+from incluster_operator.settings import Settings, VolumeSource
 from operator_e2e_harness import Kube, OperatorThread, Running, new_namespace
 
 from devcluster.testing import cluster, wait_for
@@ -54,7 +54,11 @@ def running(
         # On a shared API server each module's operator watches only its own namespaces
         # (a kopf glob), so parallel modules never reconcile each other's experiments.
         prefix = f"t{secrets.token_hex(3)}"
-        settings = Settings(namespaces=None if handle.is_emulator else (f"{prefix}-*",))
+        settings = Settings(
+            namespaces=None if handle.is_emulator else (f"{prefix}-*",),
+            # The data store examples/07-data.yaml names, as an admin would configure it.
+            data_stores={"mnist": VolumeSource(claim="mnist")},
+        )
         operator = OperatorThread(settings, configuration).start()
         try:
             yield Running(cluster=handle, operator=operator, client=client, prefix=prefix)

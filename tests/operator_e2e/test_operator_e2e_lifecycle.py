@@ -46,7 +46,9 @@ def test_create_makes_children_owned_by_the_experiment(kube: Kube) -> None:
 
     status = kube.wait_phase("tf", "Pending")
     assert status["ready"] == "0/4"
-    assert status["outputsPath"] == f"/outputs/{kube.namespace}/tests/tf"
+    # The run is the Experiment object: its uid names the run and its outputs directory.
+    assert status["runId"] == uid
+    assert status["outputsPath"] == f"/outputs/{kube.namespace}/tests/tf/{uid}"
     assert status["startTime"]
     assert status["replicaStatuses"]["worker"] == {"active": 2, "succeeded": 0, "failed": 0}
     assert kube.condition("tf", "Created")["reason"] == "PodsCreated"
@@ -113,7 +115,13 @@ def test_clean_pod_policy_all_deletes_finished_pods_too(kube: Kube) -> None:
     kube.set_pod("all-master-0", "Succeeded")
     kube.wait_phase("all", "Succeeded")
     wait_for(lambda: not kube.pods("all"), message="every pod deleted")
-    assert kube.status("all")["replicaStatuses"]["worker"]["succeeded"] == 1
+    # READY and the counts are of the pods that exist: none are left.
+    kube.wait_status("all", lambda s: s.get("ready") == "0/2", "READY 0/2 after cleanup")
+    assert kube.status("all")["replicaStatuses"]["worker"] == {
+        "active": 0,
+        "succeeded": 0,
+        "failed": 0,
+    }
 
 
 def test_all_workers_policy_waits_for_every_worker(kube: Kube) -> None:
@@ -175,6 +183,10 @@ def test_every_example_applies_and_its_pods_are_accepted(kube: Kube, path: Path)
     doc = yaml.safe_load(path.read_text())
     name = doc["metadata"]["name"]
     total = sum(r.get("replicas", 1) for r in doc["spec"]["replicas"].values())
+    for ref in doc["spec"].get("outputsRefs", {}).get("experiments", []):
+        # A ref mounts a run of an existing Experiment: the example it names comes first.
+        (needed,) = [p for p in EXAMPLES.glob("*.yaml") if f"name: {ref}\n" in p.read_text()]
+        kube.cluster.kubectl("--namespace", kube.namespace, "apply", "-f", str(needed))
     kube.cluster.kubectl("--namespace", kube.namespace, "apply", "-f", str(path))
     kube.wait_pods(name, total)
     status = kube.wait_phase(name, "Pending")

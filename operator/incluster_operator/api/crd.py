@@ -100,7 +100,8 @@ def definition() -> dict[str, Any]:
                     "storage": True,
                     "subresources": {"status": {}},
                     "additionalPrinterColumns": [
-                        {"name": "Project", "type": "string", "jsonPath": ".spec.project"},
+                        # The status's: spec.project may be unset (it defaults to the namespace).
+                        {"name": "Project", "type": "string", "jsonPath": ".status.project"},
                         {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
                         {
                             "name": "Ready",
@@ -124,6 +125,13 @@ def definition() -> dict[str, Any]:
                             "name": "Age",
                             "type": "date",
                             "jsonPath": ".metadata.creationTimestamp",
+                        },
+                        {
+                            "name": "Run",
+                            "type": "string",
+                            "priority": 1,  # kubectl get xp -o wide
+                            "description": "The run id: the uid, the last part of outputsPath",
+                            "jsonPath": ".status.runId",
                         },
                     ],
                     "schema": {"openAPIV3Schema": openapi_schema()},

@@ -49,6 +49,11 @@ _REF = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(/[a-z0-9]([-a-z0-9]*[a-z0-9])?){0,2}$"
 OutputsRef = Annotated[str, StringConstraints(pattern=_REF, max_length=191)]
 
 
+def _no_default(schema: dict[str, Any]) -> None:
+    """A default filled in by the operator (not by the API server) is not in the schema."""
+    schema.pop("default", None)
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(
         alias_generator=to_camel,
@@ -236,11 +241,18 @@ class RunPolicy(_Model):
 class ExperimentSpec(_Model):
     """The desired experiment: its replicas, context and run policy."""
 
+    #: Not required: ``validation.validate`` fills it with the namespace, so a manifest
+    #: ported from a TFJob or PyTorchJob needs no new field. (The empty default is never the
+    #: value of a validated spec; the schema shows no default.)
     project: str = Field(
+        default="",
+        json_schema_extra=_no_default,
         min_length=1,
         max_length=63,
         pattern=_NAME,
-        description="Project name (a DNS label); part of the outputs path.",
+        description=(
+            "Project name (a DNS label); part of the outputs path. Defaults to the namespace."
+        ),
     )
     group: str | None = Field(
         default=None,
@@ -298,6 +310,14 @@ class ExperimentSpec(_Model):
         default_factory=SchedulingPolicy,
         description="Queue (Kueue), gang scheduling (PodGroup) and priority.",
     )
+    polyaxon_env: bool | None = Field(
+        default=None,
+        description=(
+            "true: every container also gets the seed's POLYAXON_* env vars (POLYAXON_CLUSTER, "
+            "POLYAXON_TASK_INFO, ...) with the same values as the INCLUSTER_* ones, for "
+            "scripts that read them directly. Unset: the operator's setting (default false)."
+        ),
+    )
 
 
 class Condition(_Observed):
@@ -347,7 +367,31 @@ class ExperimentStatus(_Observed):
         description="When the experiment succeeded or failed (RFC 3339).",
         json_schema_extra={"format": "date-time"},
     )
-    outputs_path: str | None = Field(default=None, description="Where the outputs are written.")
+    outputs_path: str | None = Field(
+        default=None,
+        description=(
+            "Where this run's outputs are written: "
+            "<root>/<namespace>/<project>/[<group>/]<name>/<runId>."
+        ),
+    )
+    project: str | None = Field(
+        default=None,
+        description="The run's project: spec.project, or the namespace when it is unset.",
+    )
+    run_id: str | None = Field(
+        default=None,
+        description=(
+            "This run's id: the Experiment's uid, experiment_uuid in the pods' experiment "
+            "info and the last part of outputsPath. A re-created Experiment is a new run."
+        ),
+    )
+    outputs_refs_runs: dict[str, Annotated[str, Field(description="A run id.")]] = Field(
+        default_factory=dict,
+        description=(
+            "Each spec.outputsRefs.experiments entry -> the run id it resolved to (the "
+            "referenced Experiment's runId when this run's pods were first created)."
+        ),
+    )
     restarts: int = Field(
         default=0, description="Container restarts seen on the current pods (OnFailure)."
     )

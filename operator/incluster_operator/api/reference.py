@@ -29,6 +29,9 @@ _SETTING_FIELDS = {
     settings_module.ENV_TOKEN_TTL_SECONDS: "token_ttl_seconds",
     settings_module.ENV_SUMMARY_SYNC_SECONDS: "summary_sync_seconds",
     settings_module.ENV_SUCCESS_POLICY: "success_policy",
+    settings_module.ENV_POLYAXON_ENV: "polyaxon_env",
+    settings_module.ENV_OUTPUTS_URL: "outputs_url",
+    settings_module.ENV_UPLOAD_SECONDS: "upload_seconds",
 }
 
 _INTRO = """\
@@ -40,7 +43,9 @@ and incluster_operator/settings.py; do not edit. -->
 An `Experiment` (`apiVersion: incluster.dev/v1alpha1`, short name `xp`) runs one or more
 replica types of an ML program, each replica a pod that receives its run context. See
 `examples/01-single.yaml` (one master) and `examples/02-distributed.yaml` (master, two
-workers, one parameter server); `kubectl explain xp.spec` prints the same descriptions.
+workers, one parameter server); on a real cluster `kubectl explain xp.spec` prints the
+same descriptions (the emulator serves no OpenAPI, so there it fails). `spec.project`
+may be left out: it defaults to the namespace.
 
 ## What the operator creates
 

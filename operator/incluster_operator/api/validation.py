@@ -221,18 +221,25 @@ def scheduling_problems(spec: ExperimentSpec, queue_label: str | None = None) ->
 
 
 def validate(
-    raw: Any, name: str, settings: Settings, queue_label: str | None = None
+    raw: Any,
+    name: str,
+    settings: Settings,
+    namespace: str = "default",
+    queue_label: str | None = None,
 ) -> ExperimentSpec:
     """Parse and check an Experiment's ``spec`` (a JSON-like object) named ``name``.
 
-    ``queue_label`` is the Experiment's ``kueue.x-k8s.io/queue-name`` label, if any.
-
-    Raises ``InvalidSpec`` for any problem, and nothing else.
+    ``spec.project`` defaults to ``namespace``; ``queue_label`` is the Experiment's
+    ``kueue.x-k8s.io/queue-name`` label, if any. Raises ``InvalidSpec`` for any problem,
+    and nothing else.
     """
     if not isinstance(raw, Mapping):
         raise InvalidSpec([f"spec: must be an object, got {type(raw).__name__}"])
+    fields = dict(raw)
+    if fields.get("project") is None:
+        fields["project"] = namespace
     try:
-        spec = ExperimentSpec.model_validate(dict(raw))
+        spec = ExperimentSpec.model_validate(fields)
     except pydantic.ValidationError as exc:
         raise _from_pydantic(exc) from None
     problems: list[str] = []

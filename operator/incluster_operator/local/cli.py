@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from incluster_operator import settings
 from incluster_operator.api import InvalidSpec
 from incluster_operator.local.console import Console
 from incluster_operator.local.errors import PodSpecError
@@ -43,13 +44,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="run an Experiment's replicas as local processes",
         description=(
             "Run every replica of an Experiment manifest on this machine, with the same "
-            "context as in a cluster and a distinct loopback address per replica. Exit "
-            "code: 0 succeeded, 1 failed, 2 invalid manifest, 130 interrupted."
+            "context as in a cluster and a distinct loopback address per replica. Each run "
+            "gets its own id and outputs directory. SIGINT (Ctrl-C), SIGTERM and SIGHUP stop "
+            "every replica (SIGTERM, then SIGKILL after --grace). Exit code: 0 succeeded, "
+            "1 failed, 2 invalid manifest, 128 + the signal when stopped (130, 143, 129)."
         ),
     )
     parser.add_argument("file", type=Path, help="an Experiment manifest (YAML)")
     parser.add_argument(
-        "--outputs", type=Path, default=Path("outputs"), help="outputs directory (./outputs)"
+        "--outputs",
+        default="outputs",
+        help="outputs directory (./outputs), or an object-store URL (s3://bucket/prefix, "
+        "gs://..., az://...): replicas then write under ./outputs and upload there with "
+        "the AWS_*/GOOGLE_*/AZURE_* credentials of this shell",
     )
     parser.add_argument(
         "--workdir",
@@ -82,14 +89,18 @@ def run_command(args: Any) -> int:
     out = sys.stdout
     try:
         manifest = load_manifest(args.file)
+        url = args.outputs if "://" in args.outputs else None
+        if url is not None:
+            url = settings.outputs_url_option("--outputs", url)
         options = Options(
-            outputs=args.outputs,
+            outputs=Path("outputs" if url else args.outputs),
+            outputs_url=url,
             workdir=(args.workdir or Path.cwd()).absolute(),
             data=dict(args.data),
             grace=args.grace,
         )
         prepared = prepare(manifest, options)
-    except (ManifestError, InvalidSpec, PodSpecError) as exc:
+    except (ManifestError, InvalidSpec, PodSpecError, settings.SettingsError) as exc:
         print(f"incluster run: {args.file}: {exc}", file=sys.stderr)
         return 2
     busy = busy_addresses(prepared)
@@ -107,6 +118,9 @@ def run_command(args: Any) -> int:
     )
     replicas = [label(r) for r in sorted(prepared.pods)]
     console = Console(out, replicas, colour=colour, live=tty)
+    console.message(f"run {prepared.run_id}: outputs in {prepared.outputs_path}")
+    for note in prepared.notes:
+        console.message(note)
     for replica, address in sorted(prepared.addresses.items()):
         console.message(f"{label(replica)}: {address}")
     return LocalRun(prepared, console, grace=args.grace).run()

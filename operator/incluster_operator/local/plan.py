@@ -474,6 +474,9 @@ def plan_pod(
         else:
             directories.append(shared)
             links.append((local, shared))
+            # Paths in env and argv name the shared directory itself, not the link: what a
+            # replica prints (get_outputs_path()) is then a path the user can open.
+            volume_dirs[vname] = shared
 
     base = dict(base_env if base_env is not None else inherited_env())
     base.setdefault("HOME", str(pod_dir / "tmp"))

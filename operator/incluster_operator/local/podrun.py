@@ -142,10 +142,14 @@ class PodRun:
         self._done.set()
 
     def _final(self, pod: PodState) -> PodState:
+        ok = all(c.exit_code == 0 for c in pod.containers)
+        if ok:
+            # Exit 0 is success even if the runner was stopping it (a replica that
+            # finished as the master decided): a kubelet reports Completed too.
+            return replace(pod, phase="Succeeded")
         if self._stopping.is_set():
             return replace(pod, phase="Failed", reason="Stopped", message="stopped by the runner")
-        ok = all(c.exit_code == 0 for c in pod.containers)
-        return replace(pod, phase="Succeeded" if ok else "Failed")
+        return replace(pod, phase="Failed")
 
     def _set(
         self, name: str, init: bool, change: Callable[[ContainerState], ContainerState]

@@ -4,16 +4,18 @@ The Experiment goes through the operator's own ``validate`` and ``render_all`` w
 loopback addressing, so each replica gets exactly the pod (env, mounts, context files)
 the operator would create, with its own ``127.x.y.z`` address and its declared port.
 The pods are then planned and run by the same machinery as the dev cluster's pod runner.
-Outputs land under ``<outputs>/<namespace>/<project>/[<group>/]<experiment>``, as the
-SDK reports them, and each pod's directory (context files, logs) under
-``<outputs>/.incluster/<namespace>/<experiment>/pods/``.
+Every invocation is its own run with a fresh id (``experiment_uuid``): outputs land
+under ``<outputs>/<namespace>/<project>/[<group>/]<experiment>/<run-id>``, as the SDK
+reports them, and each pod's directory (context files, logs) under
+``<outputs>/.incluster/<namespace>/<experiment>/<run-id>/pods/``. An earlier run's files
+are never written, moved or deleted.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import queue
-import shutil
 import signal
 import socket
 import threading
@@ -26,24 +28,33 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from incluster.contract import DIR_EVENTS
+from incluster.tracking.runs import LEGACY, list_runs
 
-from incluster_operator.api import API_VERSION, KIND, ExperimentSpec, names, validate
+from incluster_operator.api import API_VERSION, KIND, ExperimentSpec, InvalidSpec, names, validate
 from incluster_operator.local.address import replica_address
 from incluster_operator.local.console import Console
 from incluster_operator.local.errors import PodSpecError
 from incluster_operator.local.lookups import StaticLookups, config_map_bytes
-from incluster_operator.local.plan import Layout, Node, PodPlan, plan_pod
+from incluster_operator.local.plan import Layout, Node, PodPlan, inherited_env, plan_pod
 from incluster_operator.local.podrun import PodRun
 from incluster_operator.local.state import PodState, pod_status
 from incluster_operator.render import ExperimentMeta, render_all
-from incluster_operator.render.context import outputs_subpath
+from incluster_operator.render.context import (
+    outputs_subpath,
+    ref_experiment_subpath,
+    run_id,
+)
 from incluster_operator.settings import Settings, VolumeSource
 from incluster_operator.status import reconcile
 
 #: A replica: (task type, index).
 Replica = tuple[str, int]
-#: Exit code after Ctrl-C, as a shell reports a SIGINT death.
-INTERRUPTED = 130
+#: Exit code after Ctrl-C, as a shell reports a SIGINT death (128 + the signal).
+INTERRUPTED = 128 + signal.SIGINT
+#: Signals that stop a local run: Ctrl-C, a CI timeout or ``docker stop`` (SIGTERM),
+#: a closed terminal (SIGHUP). Each stops every replica, then exits 128 + the signal.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 #: hostPath names the local settings give the stores; mapped to local directories.
 OUTPUTS_HOST_PATH = "/incluster-local/outputs"
 DATA_HOST_PATH = "/incluster-local/data"
@@ -99,6 +110,22 @@ class Options:
     data: Mapping[str, Path] = field(default_factory=dict)
     #: Seconds a replica gets to exit after SIGTERM before SIGKILL.
     grace: float = 10.0
+    #: Object-store URL of the outputs (``--outputs s3://...``); ``outputs`` then only
+    #: stages the local copy the replicas write before the SDK uploads it.
+    outputs_url: str | None = None
+
+
+#: Env name prefixes of the object stores' standard credentials and endpoints. A local
+#: run with an outputs URL hands the user's own to the replicas (on one machine the
+#: user's environment is the pods' environment); without a URL they stay out.
+STORE_ENV_PREFIXES = ("AWS_", "GOOGLE_", "GCE_", "AZURE_", "FSSPEC_")
+
+
+def store_env(options: Options) -> dict[str, str]:
+    """The credential and endpoint variables replicas need to reach the outputs URL."""
+    if options.outputs_url is None:
+        return {}
+    return {k: v for k, v in os.environ.items() if k.startswith(STORE_ENV_PREFIXES)}
 
 
 def local_settings(options: Options) -> Settings:
@@ -106,6 +133,7 @@ def local_settings(options: Options) -> Settings:
     return Settings(
         addressing="loopback",
         outputs=VolumeSource(host_path=OUTPUTS_HOST_PATH),
+        outputs_url=options.outputs_url,
         data_stores={
             name: VolumeSource(host_path=f"{DATA_HOST_PATH}/{name}") for name in options.data
         },
@@ -127,13 +155,28 @@ class Prepared:
     addresses: Mapping[Replica, str]
     outputs_path: Path
     state_dir: Path
+    #: What the run should tell the user before it starts (e.g. an older layout found).
+    notes: tuple[str, ...] = ()
+    #: What every container starts from: the inherited env, plus store credentials.
+    base_env: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def run_id(self) -> str:
+        return run_id(self.meta)
 
     def plan(self, replica: Replica, uid: str) -> PodPlan:
         """The replica's pod as this machine runs it; ``uid`` names a fresh pod directory."""
         pod = self.pods[replica]
         pod = {**pod, "metadata": {**pod["metadata"], "uid": uid}}
         node = Node(pod_ip=self.addresses[replica])
-        return plan_pod(pod, self.lookups, self.layout, node=node, workdir=self.workdir)
+        return plan_pod(
+            pod,
+            self.lookups,
+            self.layout,
+            node=node,
+            workdir=self.workdir,
+            base_env=self.base_env or None,
+        )
 
 
 def prepare(manifest: Manifest, options: Options) -> Prepared:
@@ -142,15 +185,28 @@ def prepare(manifest: Manifest, options: Options) -> Prepared:
     Raises InvalidSpec (the operator's message, naming the field) or PodSpecError.
     """
     settings = local_settings(options)
-    spec = validate(manifest.spec, manifest.name, settings)
+    spec = validate(manifest.spec, manifest.name, settings, manifest.namespace)
     meta = ExperimentMeta(manifest.name, manifest.namespace, str(uuid.uuid4()))
-    children = render_all(spec, meta, settings)
+    outputs = options.outputs.absolute()
+    run_dir = outputs / outputs_subpath(spec, meta)
+    if run_dir.exists():
+        # A uuid4 does not repeat; a directory of that name was made by something else.
+        raise ManifestError(
+            f"{run_dir} already exists: run id {meta.uid} is taken; nothing was written, "
+            "run again (a new id is drawn) or move that directory"
+        )
+    notes = []
+    if (run_dir.parent / DIR_EVENTS).is_dir():
+        notes.append(
+            f"note: {run_dir.parent / DIR_EVENTS} is from the older layout (no run level); "
+            f"left as it is (`incluster metrics {run_dir.parent} --run {LEGACY}` shows it)"
+        )
+    children = render_all(spec, meta, settings, local_ref_runs(spec, meta, outputs))
     cm = children.config_map
     lookups = StaticLookups(
         config_maps={(manifest.namespace, cm["metadata"]["name"]): config_map_bytes(cm)}
     )
-    outputs = options.outputs.absolute()
-    state_dir = outputs / ".incluster" / manifest.namespace / manifest.name
+    state_dir = outputs / ".incluster" / manifest.namespace / manifest.name / meta.uid
     host_paths = {OUTPUTS_HOST_PATH: outputs}
     host_paths.update({f"{DATA_HOST_PATH}/{n}": d.absolute() for n, d in options.data.items()})
     layout = Layout(state_dir, host_paths=host_paths)
@@ -182,9 +238,35 @@ def prepare(manifest: Manifest, options: Options) -> Prepared:
         layout=layout,
         workdir=options.workdir,
         addresses=addresses,
-        outputs_path=outputs / outputs_subpath(spec, meta),
+        outputs_path=run_dir,
         state_dir=state_dir,
+        notes=tuple(notes),
+        base_env={**inherited_env(), **store_env(options)} if options.outputs_url else {},
     )
+
+
+def local_ref_runs(spec: ExperimentSpec, meta: ExperimentMeta, outputs: Path) -> dict[str, str]:
+    """Each experiment ref's run on this machine: the latest run under ``outputs``.
+
+    There is no API server to record runs in: the runs on disk are the record. A ref
+    whose latest outputs are of the older layout mounts the experiment's directory.
+    Raises InvalidSpec (exit 2) for a ref with no outputs at all, naming the field.
+    """
+    runs: dict[str, str] = {}
+    problems = []
+    for i, ref in enumerate(spec.outputs_refs.experiments):
+        directory = outputs / ref_experiment_subpath(spec, meta, ref)
+        found = list_runs(directory)
+        if found and found[-1].id != LEGACY:
+            runs[ref] = found[-1].id
+        elif not found and not (directory / DIR_EVENTS).is_dir():
+            problems.append(
+                f"spec.outputsRefs.experiments[{i}]: no run of {ref!r} under {directory}; "
+                "run that experiment first with the same --outputs, or remove the reference"
+            )
+    if problems:
+        raise InvalidSpec(problems)
+    return runs
 
 
 def busy_addresses(prepared: Prepared) -> list[str]:
@@ -207,17 +289,30 @@ def busy_addresses(prepared: Prepared) -> list[str]:
     return busy
 
 
+class Stopped(Exception):
+    """A stop signal arrived; raised in the main thread as SIGINT raises KeyboardInterrupt."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_stopped(signum: int, _frame: object) -> None:
+    raise Stopped(signum)
+
+
 @contextlib.contextmanager
-def _sigint_ignored() -> Iterator[None]:
-    """Ignore SIGINT for the duration (main thread only: signals are set there)."""
+def _signals(handler: Any) -> Iterator[None]:
+    """Handle ``STOP_SIGNALS`` with ``handler`` for the duration (main thread only)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def label(replica: Replica) -> str:
@@ -259,18 +354,22 @@ class LocalRun:
     def run(self) -> int:
         """Start every replica, follow them to the outcome, stop the rest; Ctrl-C stops all."""
         p = self.prepared
-        shutil.rmtree(p.state_dir / "pods", ignore_errors=True)
         try:
-            outcome = self._follow()
-        except KeyboardInterrupt:
-            # A second Ctrl-C must not abandon half-stopped replicas: ignore it from now on.
-            with _sigint_ignored():
-                self.console.message(
-                    f"interrupted: stopping every replica (SIGKILL after {self.grace:g}s) ..."
-                )
+            with _signals(_raise_stopped):
+                outcome = self._follow()
+        except (KeyboardInterrupt, Stopped) as exc:
+            signum = exc.signum if isinstance(exc, Stopped) else signal.SIGINT
+            # A second signal must not abandon half-stopped replicas: ignore them from now.
+            with _signals(signal.SIG_IGN):
+                with contextlib.suppress(OSError):  # SIGHUP: the terminal may be gone
+                    self.console.message(
+                        f"interrupted ({signal.Signals(signum).name}): stopping every replica "
+                        f"(SIGKILL after {self.grace:g}s) ..."
+                    )
                 self._stop(list(self._pods))
-                self.console.close()
-            return INTERRUPTED
+                with contextlib.suppress(OSError):
+                    self.console.close()
+            return 128 + signum
         self._stop(list(self._pods))
         self.console.close()
         self.console.message(f"{outcome.phase}: {outcome.message}")
@@ -299,8 +398,9 @@ class LocalRun:
             t.start()
         for t in threads:
             t.join()
-        for replica, run in runs:
-            self.console.status(label(replica), run.state)
+        with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
+            for replica, run in runs:
+                self.console.status(label(replica), run.state)
 
     def _changed(self, replica: Replica, uid: str, state: PodState) -> None:
         self._events.put((replica, uid, state))

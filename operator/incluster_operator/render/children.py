@@ -7,6 +7,7 @@ other before readiness, which distributed frameworks need to start at all.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +16,14 @@ from incluster import contract
 from incluster_operator.api import names
 from incluster_operator.api.models import ExperimentSpec
 from incluster_operator.api.validation import InvalidSpec
-from incluster_operator.render.context import CONFIGMAP_MAX_BYTES, ExperimentMeta, Plan, plan
+from incluster_operator.render.context import (
+    CONFIGMAP_MAX_BYTES,
+    ExperimentMeta,
+    Plan,
+    dumps,
+    plan,
+    spec_document,
+)
 from incluster_operator.render.pods import owner_reference, render_pod, replica_keys
 from incluster_operator.settings import Settings
 
@@ -52,8 +60,13 @@ def render_service(p: Plan) -> dict[str, Any]:
 
 
 def render_config_map(p: Plan) -> dict[str, Any]:
-    """The context ConfigMap: ``context.json`` and ``cluster.json``, once per experiment."""
-    data = {contract.FILE_CONTEXT: p.context_json, contract.FILE_CLUSTER: p.cluster_json}
+    """The context ConfigMap, once per run: ``context.json``, ``cluster.json`` and the
+    run's spec (``spec.json``: what the operator keeps running after a later edit)."""
+    data = {
+        contract.FILE_CONTEXT: p.context_json,
+        contract.FILE_CLUSTER: p.cluster_json,
+        contract.FILE_RUN_SPEC: dumps(spec_document(p.spec)),
+    }
     size = sum(len(k.encode()) + len(v.encode()) for k, v in data.items())
     if size > CONFIGMAP_MAX_BYTES:
         raise InvalidSpec(
@@ -80,9 +93,14 @@ class Children:
     pods: list[dict[str, Any]]
 
 
-def render_all(spec: ExperimentSpec, meta: ExperimentMeta, settings: Settings) -> Children:
+def render_all(
+    spec: ExperimentSpec,
+    meta: ExperimentMeta,
+    settings: Settings,
+    ref_runs: Mapping[str, str] | None = None,
+) -> Children:
     """All child objects of a validated spec; raises InvalidSpec for template clashes."""
-    p = plan(spec, meta, settings)
+    p = plan(spec, meta, settings, ref_runs)
     return Children(
         service=render_service(p),
         config_map=render_config_map(p),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from incluster import contract, topology
@@ -85,22 +85,59 @@ def _group_path(spec: ExperimentSpec) -> list[str]:
     return [spec.project] + ([spec.group] if spec.group else [])
 
 
-def outputs_subpath(spec: ExperimentSpec, meta: ExperimentMeta) -> str:
-    """This experiment's directory inside the outputs store (every part a DNS label)."""
+def run_id(meta: ExperimentMeta) -> str:
+    """This run's id: the Experiment's uid (``experiment_uuid`` in the experiment info).
+
+    A deleted and re-created Experiment of the same name is a new object with a new uid,
+    hence a new run with its own directory; a pod recreated within a run keeps it.
+    """
+    return meta.uid
+
+
+def experiment_subpath(spec: ExperimentSpec, meta: ExperimentMeta) -> str:
+    """The experiment's directory inside the outputs store: one run directory per run."""
     return "/".join([meta.namespace, *_group_path(spec), meta.name])
 
 
+def outputs_subpath(spec: ExperimentSpec, meta: ExperimentMeta) -> str:
+    """This run's directory inside the outputs store (every part a DNS label, then the id).
+
+    Why a run level: two runs of one experiment name (a re-created Experiment, a second
+    ``incluster run``) must never append to each other's event files.
+    """
+    return f"{experiment_subpath(spec, meta)}/{run_id(meta)}"
+
+
 def outputs_path(spec: ExperimentSpec, meta: ExperimentMeta, settings: Settings) -> str:
-    """``<root>/<namespace>/<project>/[<group>/]<experiment>``, as the pod sees it."""
+    """``<root>/<namespace>/<project>/[<group>/]<experiment>/<run-id>``, as the pod sees it."""
     return f"{settings.outputs_root.rstrip('/')}/{outputs_subpath(spec, meta)}"
 
 
-def ref_subpath(spec: ExperimentSpec, meta: ExperimentMeta, ref: str) -> str:
-    """A referenced run's directory in the store: 'name' stays in this project and group."""
+def ref_experiment_subpath(spec: ExperimentSpec, meta: ExperimentMeta, ref: str) -> str:
+    """A referenced experiment's directory: 'name' stays in this project and group."""
     parts = ref.split("/")
     if len(parts) == 1:
         parts = [*_group_path(spec), *parts]
     return "/".join([meta.namespace, *parts])
+
+
+def ref_subpath(
+    spec: ExperimentSpec, meta: ExperimentMeta, ref: str, run: str | None = None
+) -> str:
+    """A referenced run's directory in the store.
+
+    Experiment refs resolve to one run of the referenced experiment (``run``, from its
+    status); job refs (no run level: not our objects) mount the named directory.
+    """
+    base = ref_experiment_subpath(spec, meta, ref)
+    return f"{base}/{run}" if run else base
+
+
+def outputs_url(spec: ExperimentSpec, meta: ExperimentMeta, settings: Settings) -> str | None:
+    """The object-store URL standing for ``outputs_path`` (None without an outputs URL)."""
+    if settings.outputs_url is None:
+        return None
+    return f"{settings.outputs_url}/{outputs_subpath(spec, meta)}"
 
 
 def ref_mount_path(settings: Settings, kind: str, ref: str) -> str:
@@ -108,19 +145,31 @@ def ref_mount_path(settings: Settings, kind: str, ref: str) -> str:
     return f"{settings.refs_root.rstrip('/')}/{kind}/{ref.replace('/', '.')}"
 
 
-def refs_paths(spec: ExperimentSpec, settings: Settings) -> dict[str, list[str]]:
-    """``{"jobs": [...], "experiments": [...]}``: mount paths in the order requested."""
+def refs_paths(
+    spec: ExperimentSpec, settings: Settings, meta: ExperimentMeta
+) -> dict[str, list[str]]:
+    """``{"jobs": [...], "experiments": [...]}`` in the order requested: mount paths, or
+    object-store URLs when the outputs live in an object store (nothing is mounted then)."""
+
+    def where(kind: str, ref: str) -> str:
+        if settings.outputs_url is not None:
+            return f"{settings.outputs_url}/{ref_subpath(spec, meta, ref)}"
+        return ref_mount_path(settings, kind, ref)
+
     return {
-        "jobs": [ref_mount_path(settings, "jobs", r) for r in spec.outputs_refs.jobs],
-        "experiments": [
-            ref_mount_path(settings, "experiments", r) for r in spec.outputs_refs.experiments
-        ],
+        "jobs": [where("jobs", r) for r in spec.outputs_refs.jobs],
+        "experiments": [where("experiments", r) for r in spec.outputs_refs.experiments],
     }
 
 
 def data_paths(spec: ExperimentSpec, settings: Settings) -> dict[str, str]:
-    """Mounted data stores by name."""
-    return {store: f"{settings.data_root.rstrip('/')}/{store}" for store in spec.data}
+    """Data stores by name: a mount path, or the store's URL (``{"url": ...}`` stores)."""
+    paths = {}
+    for store in spec.data:
+        source = settings.data_stores.get(store)
+        url = source.url if source is not None else None
+        paths[store] = url or f"{settings.data_root.rstrip('/')}/{store}"
+    return paths
 
 
 def _stable_uuid(*parts: str) -> str:
@@ -139,8 +188,19 @@ def experiment_info(spec: ExperimentSpec, meta: ExperimentMeta) -> dict[str, Any
             _stable_uuid(meta.namespace, spec.project, spec.group) if spec.group else None
         ),
         "experiment_name": meta.name,
-        "experiment_uuid": meta.uid,
+        # The run id: a new Experiment object (or `incluster run`) is a new run.
+        "experiment_uuid": run_id(meta),
     }
+
+
+def spec_document(spec: ExperimentSpec) -> dict[str, Any]:
+    """The validated spec as JSON (``spec.json`` in the context ConfigMap): the run's spec.
+
+    Defaults are filled in, so two manifests that mean the same give the same document.
+    ``suspend`` is left out: it is a switch a started run follows (docs/scheduling.md),
+    not part of what the run runs, so flipping it is no ignored edit.
+    """
+    return spec.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"suspend"})
 
 
 def context_document(
@@ -153,7 +213,7 @@ def context_document(
         contract.KEY_DECLARATIONS: spec.declarations,
         contract.KEY_LOG_LEVEL: spec.log_level,
         contract.KEY_OUTPUTS_PATH: outputs_path(spec, meta, settings),
-        contract.KEY_OUTPUTS_REFS_PATHS: refs_paths(spec, settings),
+        contract.KEY_OUTPUTS_REFS_PATHS: refs_paths(spec, settings, meta),
         contract.KEY_DATA_PATHS: data_paths(spec, settings),
         contract.KEY_FRAMEWORK: spec.framework,
         contract.KEY_EVALUATOR_IN_CLUSTER: settings.evaluator_in_cluster,
@@ -175,6 +235,8 @@ class Plan:
     inline_cluster: bool
     #: Env every container of every pod gets, in order (name, value).
     common_env: tuple[tuple[str, str], ...]
+    #: Experiment ref -> the run id it resolved to (``status.outputsRefsRuns``).
+    ref_runs: Mapping[str, str] = field(default_factory=dict)
     #: The whole-experiment attempt the pods are rendered for (status.attempt).
     attempt: int = 1
     #: The Kueue LocalQueue (spec.schedulingPolicy.queue or the Experiment's label).
@@ -204,10 +266,14 @@ def _common_env(
         (contract.ENV_OUTPUTS_PATH, outputs_path(spec, meta, settings)),
         (contract.ENV_SUMMARY_SYNC_SECONDS, f"{settings.summary_sync_seconds:g}"),
     ]
+    url = outputs_url(spec, meta, settings)
+    if url is not None:  # a URL, never a credential: pods bring their own
+        env.append((contract.ENV_OUTPUTS_URL, url))
+        env.append((contract.ENV_UPLOAD_SECONDS, f"{settings.upload_seconds:g}"))
     optional = [
         (contract.ENV_LOG_LEVEL, spec.log_level or ""),
         (contract.ENV_DECLARATIONS, dumps(spec.declarations) if spec.declarations else ""),
-        (contract.ENV_OUTPUTS_REFS_PATHS, dumps(refs_paths(spec, settings))),
+        (contract.ENV_OUTPUTS_REFS_PATHS, dumps(refs_paths(spec, settings, meta))),
         (contract.ENV_DATA_PATHS, dumps(data_paths(spec, settings))),
     ]
     env.extend((k, v) for k, v in optional if v and len(v.encode()) <= limit)
@@ -220,10 +286,14 @@ def plan(
     spec: ExperimentSpec,
     meta: ExperimentMeta,
     settings: Settings,
+    ref_runs: Mapping[str, str] | None = None,
     attempt: int = 1,
     kueue_queue: str | None = None,
 ) -> Plan:
-    """Compute the experiment-wide values once (for pods of ``attempt``)."""
+    """Compute the experiment-wide values once; ``ref_runs``: experiment ref -> run id.
+
+    ``attempt`` is the whole-experiment attempt the pods are rendered for.
+    """
     cluster = cluster_def(spec, meta, settings)
     # Not key-sorted: the cluster's order (master, chief, worker, ps, evaluator) is meaningful.
     cluster_json = json.dumps(cluster, separators=(",", ":"))
@@ -237,6 +307,7 @@ def plan(
         context_json=dumps(context_document(spec, meta, settings)),
         inline_cluster=inline,
         common_env=_common_env(spec, meta, settings, inline, attempt),
+        ref_runs=dict(ref_runs or {}),
         attempt=attempt,
         kueue_queue=kueue_queue,
     )
@@ -255,4 +326,12 @@ def task_env(p: Plan, task_type: str, index: int) -> list[tuple[str, str]]:
     env.extend(
         sorted(topology.framework_env(p.spec.framework, p.cluster, task_type, index).items())
     )
+    if seed_env_enabled(p):
+        env.extend((contract.SEED_ENV[k], v) for k, v in list(env) if k in contract.SEED_ENV)
     return env
+
+
+def seed_env_enabled(p: Plan) -> bool:
+    """The Experiment's ``polyaxonEnv`` if set, else the operator's setting."""
+    wanted = p.spec.polyaxon_env
+    return p.settings.polyaxon_env if wanted is None else wanted

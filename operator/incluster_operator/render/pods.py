@@ -67,7 +67,8 @@ def _volumes(p: Plan) -> list[dict[str, Any]]:
     ]
     for i, store in enumerate(p.spec.data):
         source = p.settings.data_stores[store]  # validate() checked that it exists
-        volumes.append({"name": f"{names.VOLUME_DATA_PREFIX}{i}", **source.to_k8s()})
+        if source.url is None:  # an object-store data set is read by URL, not mounted
+            volumes.append({"name": f"{names.VOLUME_DATA_PREFIX}{i}", **source.to_k8s()})
     return volumes
 
 
@@ -82,23 +83,27 @@ def _mounts(p: Plan) -> list[dict[str, Any]]:
             "subPath": outputs_subpath(p.spec, p.meta),
         },
     ]
+    in_object_store = p.settings.outputs_url is not None  # refs are URLs then: no mounts
     for kind, refs in (
-        ("experiments", p.spec.outputs_refs.experiments),
-        ("jobs", p.spec.outputs_refs.jobs),
+        ("experiments", [] if in_object_store else p.spec.outputs_refs.experiments),
+        ("jobs", [] if in_object_store else p.spec.outputs_refs.jobs),
     ):
         for ref in refs:
             mounts.append(
                 {
                     "name": names.VOLUME_OUTPUTS,
                     "mountPath": ref_mount_path(p.settings, kind, ref),
-                    "subPath": ref_subpath(p.spec, p.meta, ref),
+                    "subPath": ref_subpath(
+                        p.spec, p.meta, ref, p.ref_runs.get(ref) if kind == "experiments" else None
+                    ),
                     "readOnly": True,
                 }
             )
-    for i, path in enumerate(data_paths(p.spec, p.settings).values()):
-        mounts.append(
-            {"name": f"{names.VOLUME_DATA_PREFIX}{i}", "mountPath": path, "readOnly": True}
-        )
+    for i, (store, path) in enumerate(data_paths(p.spec, p.settings).items()):
+        if p.settings.data_stores[store].url is None:
+            mounts.append(
+                {"name": f"{names.VOLUME_DATA_PREFIX}{i}", "mountPath": path, "readOnly": True}
+            )
     return mounts
 
 

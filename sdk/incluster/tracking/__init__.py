@@ -80,12 +80,48 @@ def init(outputs_path: str | os.PathLike[str] | None = None) -> Run:
 
         task = context.get_task_info()
         path = context.get_outputs_path() if outputs_path is None else outputs_path
+        # The outputs URL stands for the context's outputs path, not for one passed here.
+        url = context.get_outputs_url() if outputs_path is None else None
+        interval = context.get_upload_seconds() if url else 0.0
         _run = run = Run(
-            path, task["type"], task["index"], on_end=_forget, attempt=context.get_attempt()
+            path,
+            task["type"],
+            task["index"],
+            on_end=_forget,
+            outputs_url=url,
+            upload_seconds=interval,
+            attempt=context.get_attempt(),
         )
         _bind(run)
         _start_sync(run)
+        if run.uploader is not None:
+            _upload_on_sigterm()
         return run
+
+
+def _upload_on_sigterm() -> None:
+    """On SIGTERM (the kubelet's stop), send the event lines written so far, then die.
+
+    Installed only where nobody else handles SIGTERM (the default disposition) and only
+    from the main thread (Python's rule); a framework's own handler is left alone.
+    """
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        run = _run
+        if run is not None and run.uploader is not None:
+            run.uploader.flush_events(timeout=10.0)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)  # die of SIGTERM, as without the handler
+
+    global _sigterm_handler
+    _sigterm_handler = on_sigterm
+    signal.signal(signal.SIGTERM, on_sigterm)
 
 
 def _start_sync(run: Run) -> None:
@@ -121,6 +157,23 @@ def _forget(run: Run) -> None:
             syncer, _sync = _sync, None
     if syncer is not None:
         syncer.close()
+    _restore_sigterm()
+
+
+#: The SIGTERM handler ``init()`` installed for the uploader (None: none installed).
+_sigterm_handler: Any = None
+
+
+def _restore_sigterm() -> None:
+    """Put back the default SIGTERM disposition if ours is still the one installed."""
+    global _sigterm_handler
+    handler, _sigterm_handler = _sigterm_handler, None
+    if handler is None or threading.current_thread() is not threading.main_thread():
+        return
+    import signal
+
+    if signal.getsignal(signal.SIGTERM) is handler:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def current_run() -> Run:
@@ -149,16 +202,16 @@ def log_metrics(step: int | None = None, timestamp: Any = None, **metrics: Any) 
     current_run().log_metrics(step, timestamp, **metrics)
 
 
-def log_inputs(**params: Any) -> None:
-    current_run().log_inputs(**params)
+def log_inputs(reset: bool = False, **params: Any) -> None:
+    current_run().log_inputs(reset, **params)
 
 
-def log_outputs(**results: Any) -> None:
-    current_run().log_outputs(**results)
+def log_outputs(reset: bool = False, **results: Any) -> None:
+    current_run().log_outputs(reset, **results)
 
 
-def log_tags(tags: str | Iterable[str]) -> None:
-    current_run().log_tags(tags)
+def log_tags(tags: str | Iterable[str], reset: bool = False) -> None:
+    current_run().log_tags(tags, reset)
 
 
 def log_artifact_ref(
@@ -169,8 +222,8 @@ def log_artifact_ref(
     return current_run().log_artifact_ref(path, kind, name)
 
 
-def log_data_ref(data: object, data_name: str) -> str:
-    return current_run().log_data_ref(data, data_name)
+def log_data_ref(data: object, data_name: str = "data", reset: bool = False) -> str:
+    return current_run().log_data_ref(data, data_name, reset)
 
 
 def get_outputs_path(filename: str | os.PathLike[str] | None = None) -> str:

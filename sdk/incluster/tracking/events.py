@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from incluster.contract import DIR_EVENTS as EVENTS_DIR
@@ -39,6 +40,8 @@ class Inputs:
     source: str
     values: dict[str, Any]
     timestamp: float
+    #: True when the call asked to replace what was logged before (``reset=True``).
+    reset: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +51,8 @@ class Outputs:
     source: str
     values: dict[str, Any]
     timestamp: float
+    #: True when the call asked to replace what was logged before (``reset=True``).
+    reset: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +62,7 @@ class Tags:
     source: str
     tags: list[str]
     timestamp: float
+    reset: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +75,8 @@ class ArtifactRef:
     path: str
     hash: str | None
     timestamp: float
+    #: The object-store URL when the outputs live in a store (or the ref is a URL).
+    url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +87,7 @@ class DataRef:
     name: str
     hash: str
     timestamp: float
+    reset: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,15 +144,17 @@ def decode(line: bytes | str, source: str = "") -> Event:
     if kind == "metric":
         return Metric(source, raw["n"], _number(raw["v"]), raw["s"], t)
     if kind == "inputs":
-        return Inputs(source, raw["values"], t)
+        return Inputs(source, raw["values"], t, raw.get("reset") is True)
     if kind == "outputs":
-        return Outputs(source, raw["values"], t)
+        return Outputs(source, raw["values"], t, raw.get("reset") is True)
     if kind == "tags":
-        return Tags(source, raw["tags"], t)
+        return Tags(source, raw["tags"], t, raw.get("reset") is True)
     if kind == "artifact":
-        return ArtifactRef(source, raw["n"], raw["kind"], raw["path"], raw.get("hash"), t)
+        return ArtifactRef(
+            source, raw["n"], raw["kind"], raw["path"], raw.get("hash"), t, raw.get("url")
+        )
     if kind == "data":
-        return DataRef(source, raw["n"], raw["hash"], t)
+        return DataRef(source, raw["n"], raw["hash"], t, raw.get("reset") is True)
     if kind == "run" and raw.get("event") == "start":
         task = raw["task"]
         return RunStarted(
@@ -163,22 +174,64 @@ def event_files(path: str | os.PathLike[str]) -> list[str]:
         raise FileNotFoundError(f"{text} is neither an event file nor a directory")
     events_dir = os.path.join(text, EVENTS_DIR)
     directory = events_dir if os.path.isdir(events_dir) else text
-    return sorted(
+    files = sorted(
         os.path.join(directory, name)
         for name in os.listdir(directory)
         if name.endswith(EVENTS_SUFFIX)
     )
+    if not files:
+        from incluster.tracking.runs import list_runs
+
+        runs = list_runs(text)
+        if runs:
+            # An experiment's directory: which run is meant is the caller's choice.
+            raise FileNotFoundError(
+                f"{text} holds {len(runs)} run(s), not events; read one run's directory "
+                f"({os.path.join(text, runs[-1].id)} is the latest) or use "
+                "incluster.tracking.runs.list_runs"
+            )
+    return files
+
+
+def _local_lines(file: str) -> Iterator[bytes]:
+    with open(file, "rb") as f:
+        yield from f
 
 
 class EventReader:
     """An iterator over the records of one or more event files.
+
+    ``path`` may also be an object-store URL (``s3://...``: an outputs URL), read through
+    fsspec: each replica's uploaded segments, in order (docs/tracking.md).
 
     ``skipped`` counts lines that were not valid records (a torn last line after a
     power loss, or garbage); each file with such lines gets one ``RuntimeWarning``.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.files = event_files(path)
+        text = os.fspath(path)
+        self._sources: list[tuple[str, str, Callable[[], Iterable[bytes]]]]
+        if "://" in text:
+            from incluster.tracking import objectstore  # fsspec only for a URL
+
+            if not objectstore.is_url(text):
+                raise FileNotFoundError(f"{text} is not an s3://, gs:// or az:// URL")
+            segments = objectstore.event_segments(text)
+            if not segments:
+                raise FileNotFoundError(f"{text} holds no event files (no {EVENTS_DIR}/)")
+            self.files = [objectstore.join(text, EVENTS_DIR, r) for r in sorted(segments)]
+            self._sources = [
+                (replica, url, partial(objectstore.read_lines, objects))
+                for (replica, objects), url in zip(
+                    sorted(segments.items()), self.files, strict=True
+                )
+            ]
+        else:
+            self.files = event_files(path)
+            self._sources = [
+                (os.path.basename(f).removesuffix(EVENTS_SUFFIX), f, partial(_local_lines, f))
+                for f in self.files
+            ]
         self.skipped = 0
         self._iterator = self._records()
 
@@ -189,20 +242,18 @@ class EventReader:
         return next(self._iterator)
 
     def _records(self) -> Iterator[Event]:
-        for file in self.files:
-            source = os.path.basename(file).removesuffix(EVENTS_SUFFIX)
+        for source, file, lines in self._sources:
             bad: list[int] = []
-            with open(file, "rb") as f:
-                for number, line in enumerate(f, start=1):
-                    if not line.endswith(b"\n"):
-                        bad.append(number)  # cut short: the write never completed
-                        continue
-                    try:
-                        record = decode(line, source)
-                    except (ValueError, KeyError, TypeError):
-                        bad.append(number)
-                        continue
-                    yield record
+            for number, line in enumerate(lines(), start=1):
+                if not line.endswith(b"\n"):
+                    bad.append(number)  # cut short: the write never completed
+                    continue
+                try:
+                    record = decode(line, source)
+                except (ValueError, KeyError, TypeError):
+                    bad.append(number)
+                    continue
+                yield record
             if bad:
                 self.skipped += len(bad)
                 warnings.warn(

@@ -4,7 +4,8 @@ Durability model (docs/tracking.md): every record is one JSON line, and every ca
 returns has handed its whole lines to the kernel in a single ``os.write`` on an
 ``O_APPEND`` descriptor. The kernel keeps them if the process is SIGKILLed or OOM-killed;
 ``end()`` adds the ``fsync`` that also survives a power loss. There is no user-space
-buffer to lose and no background thread to join.
+buffer to lose. The only thread is the uploader's, and only when the outputs live in an
+object store (``upload.Uploader``): it reads the file the calls wrote, never the calls.
 
 The metric hot path is written for speed (the benchmark holds it against a bare
 ``os.write`` of an f-string): the JSON prefix of each metric name is built once and
@@ -31,11 +32,14 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping
 from time import time_ns as _time_ns
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from incluster import contract
 from incluster.schemas import ArtifactKind
 from incluster.tracking import paths
+
+if TYPE_CHECKING:  # pragma: no cover
+    from incluster.tracking.upload import Uploader
 
 #: Version of the event line format, written in every ``run`` start record.
 FORMAT_VERSION = 1
@@ -62,6 +66,29 @@ def _reset_locks_after_fork() -> None:
 
 if hasattr(os, "register_at_fork"):  # not on Windows, which cannot fork
     os.register_at_fork(after_in_child=_reset_locks_after_fork)
+
+
+def _end_before_thread_shutdown(run: Run) -> None:
+    """End an uploading run while the interpreter can still run its HTTP client.
+
+    ``atexit`` hooks run after ``concurrent.futures`` has stopped accepting work, and the
+    store clients resolve names and connect through an executor: an upload from a plain
+    atexit hook fails with "cannot schedule new futures after shutdown". Hooks registered
+    with ``threading._register_atexit`` run before that (the latest first), when the main
+    thread has finished but nothing is torn down yet. A private hook, so only if present;
+    the plain atexit hook stays as the fallback.
+    """
+    register = getattr(threading, "_register_atexit", None)
+    if register is not None:
+        ref = weakref.ref(run)
+
+        def end_run() -> None:
+            alive = ref()
+            if alive is not None and os.getpid() == alive._pid:
+                alive.end()
+
+        with contextlib.suppress(RuntimeError):  # already shutting down: atexit remains
+            register(end_run)
 
 
 def _dumps(value: Any) -> str:
@@ -109,6 +136,16 @@ def metric_step(step: object) -> str:
     if number < 0:
         raise ValueError(f"step must be >= 0, got {number}")
     return _int_repr(number)
+
+
+def _check_reset(reset: object) -> bool:
+    """``reset`` is a flag; anything else is a param that collided with the keyword."""
+    if not isinstance(reset, bool):
+        raise TypeError(
+            f"reset must be True or False, got {type(reset).__name__} {reset!r}: it asks to "
+            "replace what was logged before (Polyaxon's meaning), it is not a value to log"
+        )
+    return reset
 
 
 def now_ms() -> int:
@@ -160,6 +197,8 @@ class Run:
         register_atexit: bool = True,
         on_end: Callable[[Run], None] | None = None,
         attempt: int = 1,
+        outputs_url: str | None = None,
+        upload_seconds: float = 10.0,
     ) -> None:
         self._on_end = on_end
         self.outputs_path = os.path.abspath(os.fspath(outputs_path))
@@ -201,8 +240,18 @@ class Run:
         if attempt > 1:
             start["attempt"] = attempt
         self._append((_dumps(start) + "\n").encode(), 1)
+        #: The background uploader when the outputs live in an object store (else None).
+        self.uploader: Uploader | None = None
+        if outputs_url is not None:
+            from incluster.tracking.upload import Uploader  # fsspec only when a URL is used
+
+            self.uploader = Uploader(
+                self.outputs_path, outputs_url, self.events_path, interval=upload_seconds
+            )
         if register_atexit:
             atexit.register(self.end)
+            if self.uploader is not None:
+                _end_before_thread_shutdown(self)
         _LIVE_RUNS.add(self)
 
     def _set_lock(self, lock: threading.RLock) -> None:
@@ -330,26 +379,35 @@ class Run:
             self._version += 1
 
     # --- other records -----------------------------------------------------------------
-    def log_inputs(self, **params: Any) -> None:
-        """Hyperparameters and other inputs (merged into the summary's ``inputs``)."""
-        if not params:
-            raise ValueError("log_inputs needs at least one name=value input")
-        values = _json_values(params, "log_inputs")
-        # the summary keeps what was logged, not the caller's objects mutated later
-        self._append_with_time(
-            '{"k":"inputs","values":' + values + ',"t":',
-            lambda: self._inputs.update(json.loads(values)),
-        )
+    def log_inputs(self, reset: bool = False, **params: Any) -> None:
+        """Hyperparameters and other inputs, merged into the summary's ``inputs``.
 
-    def log_outputs(self, **results: Any) -> None:
-        """Final results (merged into the summary's ``outputs``)."""
-        if not results:
-            raise ValueError("log_outputs needs at least one name=value result")
-        values = _json_values(results, "log_outputs")
-        self._append_with_time(
-            '{"k":"outputs","values":' + values + ',"t":',
-            lambda: self._outputs.update(json.loads(values)),
-        )
+        ``reset=True`` (Polyaxon's meaning) replaces what was logged before instead of
+        merging; with no params it clears them. The record carries ``"reset":true`` so a
+        reader of the event file replays the same thing.
+        """
+        self._log_values("inputs", self._inputs, reset, params)
+
+    def log_outputs(self, reset: bool = False, **results: Any) -> None:
+        """Final results, merged into the summary's ``outputs`` (``reset`` as for inputs)."""
+        self._log_values("outputs", self._outputs, reset, results)
+
+    def _log_values(
+        self, kind: str, target: dict[str, Any], reset: object, values: dict[str, Any]
+    ) -> None:
+        reset = _check_reset(reset)
+        if not values and not reset:
+            raise ValueError(f"log_{kind} needs at least one name=value {kind[:-1]}")
+        text = _json_values(values, f"log_{kind}")
+        head = '{"k":"' + kind + '","values":' + text + (',"reset":true' if reset else "")
+
+        def update() -> None:
+            if reset:
+                target.clear()
+            # the summary keeps what was logged, not the caller's objects mutated later
+            target.update(json.loads(text))
+
+        self._append_with_time(head + ',"t":', update)
 
     def _append_with_time(self, head: str, update: Callable[[], None]) -> None:
         """Finish a record's line with the time, write it and update the summary."""
@@ -359,15 +417,25 @@ class Run:
             update()
             self._version += 1
 
-    def log_tags(self, tags: str | Iterable[str]) -> None:
-        """Tags: one string or an iterable of non-empty strings."""
+    def log_tags(self, tags: str | Iterable[str], reset: bool = False) -> None:
+        """Tags: one string or an iterable of non-empty strings.
+
+        ``reset=True`` replaces the tags logged before (an empty list then clears them).
+        """
+        reset = _check_reset(reset)
         items = [tags] if isinstance(tags, str) else list(tags)
-        if not items:
+        if not items and not reset:
             raise ValueError("tags must hold at least one tag")
         for tag in items:
             check_name(tag, argument="tags")
-        head = '{"k":"tags","tags":' + _dumps(items) + ',"t":'
-        self._append_with_time(head, lambda: self._tags.update(dict.fromkeys(items)))
+        head = '{"k":"tags","tags":' + _dumps(items) + (',"reset":true' if reset else "")
+
+        def update() -> None:
+            if reset:
+                self._tags.clear()
+            self._tags.update(dict.fromkeys(items))
+
+        self._append_with_time(head + ',"t":', update)
 
     def log_artifact_ref(
         self,
@@ -390,6 +458,8 @@ class Run:
         if not isinstance(path, str | os.PathLike):
             raise TypeError(f"path must be a str or path, got {type(path).__name__}")
         text = os.fspath(path)
+        if "://" in text:
+            return self._log_url_ref(text, kind_value, name)
         full = (
             text if os.path.isabs(text) else paths.inside(self.outputs_path, text, argument="path")
         )
@@ -401,15 +471,46 @@ class Run:
 
         digest = hashing.tree_hash(full) if os.path.isdir(full) else hashing.file_hash(full)
         stored = self._relative(full)
-        record = {"k": "artifact", "n": label, "kind": kind_value.value, "path": stored}
-        record["hash"] = digest
+        url = self.uploader.url_for(full) if self.uploader is not None else None
+        return self._record_artifact(label, kind_value, stored, digest, url)
+
+    def log_uploaded(
+        self, name: str, url: str, digest: str, label: str | None = None
+    ) -> dict[str, Any]:
+        """Record a file sent to the store as ``name`` under the outputs path: a ``file``
+        artifact (named ``label``, default ``name``) with its content hash."""
+        label = paths.check_artifact_name(name if label is None else label)
+        return self._record_artifact(label, ArtifactKind.FILE, name, digest, url)
+
+    def _log_url_ref(self, url: str, kind: ArtifactKind, name: str | None) -> dict[str, Any]:
+        """An artifact that already lives in an object store: recorded by URL, not hashed."""
+        from incluster.tracking import objectstore
+
+        if not objectstore.is_url(url):
+            raise ValueError(
+                f"path={url!r} is a URL of an unknown scheme; artifact URLs must be "
+                f"{', '.join(s + '://' for s in objectstore.SCHEMES)}"
+            )
+        stem = os.path.splitext(url.rstrip("/").rsplit("/", 1)[-1])[0]
+        label = paths.check_artifact_name(stem if name is None else name)
+        return self._record_artifact(label, kind, url, None, url)
+
+    def _record_artifact(
+        self, label: str, kind: ArtifactKind, stored: str, digest: str | None, url: str | None
+    ) -> dict[str, Any]:
+        summary: dict[str, Any] = {"name": label, "kind": kind.value, "path": stored}
+        summary["hash"] = digest
+        if url is not None:
+            summary["url"] = url  # where the object store has (or will have) it
+        record = {"k": "artifact", "n": label, "kind": kind.value, "path": stored, "hash": digest}
+        if url is not None:
+            record["url"] = url
         data = (_dumps({**record, "t": now_ms()}) + "\n").encode()
-        summary = {"name": label, "kind": kind_value.value, "path": stored, "hash": digest}
         with self._lock:
             self._append(data, 1)
             self._artifacts[label] = summary
             self._version += 1
-        return summary
+        return dict(summary)
 
     def _relative(self, full: str) -> str:
         real_root = os.path.realpath(self.outputs_path)
@@ -418,14 +519,26 @@ class Run:
             return os.path.relpath(real, real_root).replace(os.sep, "/")
         return os.path.abspath(full)
 
-    def log_data_ref(self, data: object, data_name: str) -> str:
-        """Record a stable content hash of ``data`` under ``data_name``; returns the hash."""
+    def log_data_ref(self, data: object, data_name: str = "data", reset: bool = False) -> str:
+        """Record a stable content hash of ``data`` under ``data_name``; returns the hash.
+
+        ``data_name`` defaults to ``"data"`` as in Polyaxon v0; ``reset=True`` forgets the
+        data refs logged before this one.
+        """
+        reset = _check_reset(reset)
         check_name(data_name, argument="data_name")
         from incluster.tracking import hashing
 
         digest = hashing.data_hash(data)
-        head = '{"k":"data","n":' + _dumps(data_name) + ',"hash":' + _dumps(digest) + ',"t":'
-        self._append_with_time(head, lambda: self._data_refs.__setitem__(data_name, digest))
+        head = '{"k":"data","n":' + _dumps(data_name) + ',"hash":' + _dumps(digest)
+        head += ',"reset":true' if reset else ""
+
+        def update() -> None:
+            if reset:
+                self._data_refs.clear()
+            self._data_refs[data_name] = digest
+
+        self._append_with_time(head + ',"t":', update)
         return digest
 
     def get_outputs_path(self, filename: str | os.PathLike[str] | None = None) -> str:
@@ -495,6 +608,9 @@ class Run:
                     self._drop(exc, 0)
                 os.close(fd)
         atexit.unregister(self.end)
+        if self.uploader is not None:
+            # the last event lines and the rest of the outputs; never raises, bounded
+            self.uploader.close()
         if self._on_end is not None:
             self._on_end(self)
 

@@ -80,3 +80,19 @@ def store_tree(outputs_root: str, dir_path: str | os.PathLike[str]) -> list[str]
             copy_file_atomic(full, destination)
             stored.append(destination)
     return stored
+
+
+def tree_files(dir_path: str | os.PathLike[str]) -> list[tuple[str, str]]:
+    """``(path, '/'-separated relative path)`` of a directory's files, symlinks skipped."""
+    source = os.fspath(dir_path)
+    if not os.path.isdir(source):
+        raise ValueError(f"dir_path={source!r} is not a directory")
+    found = []
+    for dirpath, dirnames, filenames in os.walk(source):
+        dirnames[:] = sorted(d for d in dirnames if not os.path.islink(os.path.join(dirpath, d)))
+        for filename in sorted(filenames):
+            full = os.path.join(dirpath, filename)
+            if os.path.islink(full) or not os.path.isfile(full):
+                continue
+            found.append((full, os.path.relpath(full, source).replace(os.sep, "/")))
+    return found

@@ -367,9 +367,10 @@ def test_outputs_in_an_object_store_reach_pods_as_a_url_and_refs_as_urls():
     pod = pod_named(render(raw, settings), "xp-master-0")
     container = pod["spec"]["containers"][0]
     env = env_of(container)
-    assert env[contract.ENV_OUTPUTS_URL] == "s3://ml/team/team/mnist/xp"
+    run = json.loads(env[contract.ENV_EXPERIMENT_INFO])["experiment_uuid"]
+    assert env[contract.ENV_OUTPUTS_URL] == f"s3://ml/team/team/mnist/xp/{run}"
     assert env[contract.ENV_UPLOAD_SECONDS] == "3"
-    assert env[contract.ENV_OUTPUTS_PATH] == "/outputs/team/mnist/xp"  # still written locally
+    assert env[contract.ENV_OUTPUTS_PATH] == f"/outputs/team/mnist/xp/{run}"  # written locally
     assert json.loads(env[contract.ENV_OUTPUTS_REFS_PATHS]) == {
         "jobs": [],
         "experiments": ["s3://ml/team/team/mnist/xp0", "s3://ml/team/team/other/xp1"],
@@ -379,7 +380,7 @@ def test_outputs_in_an_object_store_reach_pods_as_a_url_and_refs_as_urls():
         "raw": "/data/raw",
     }
     mounts = [m["mountPath"] for m in container["volumeMounts"]]
-    assert "/outputs/team/mnist/xp" in mounts  # the local staging directory
+    assert f"/outputs/team/mnist/xp/{run}" in mounts  # the local staging directory
     assert not any(m.startswith("/refs") for m in mounts)  # refs are read by URL
     assert "/data/raw" in mounts
     assert "/data/imagenet" not in mounts
@@ -387,3 +388,13 @@ def test_outputs_in_an_object_store_reach_pods_as_a_url_and_refs_as_urls():
     assert outputs == [{"name": names.VOLUME_OUTPUTS, "emptyDir": {}}]
     # no credential of any kind is rendered: the pod brings its own
     assert not [k for k in env if k.startswith(("AWS_", "GOOGLE_", "AZURE_"))]
+
+
+def test_an_experiment_refs_url_names_the_run_it_resolved_to():
+    settings = Settings(outputs_url="s3://ml/team")
+    raw = raw_spec(outputsRefs={"experiments": ["xp0"]})
+    spec = validate(raw, META.name, settings)
+    children = render_all(spec, META, settings, {"xp0": "run-1"})
+    env = env_of(pod_named(children, "xp-master-0")["spec"]["containers"][0])
+    refs = json.loads(env[contract.ENV_OUTPUTS_REFS_PATHS])
+    assert refs["experiments"] == ["s3://ml/team/team/mnist/xp0/run-1"]

@@ -71,6 +71,25 @@ def _manifest(tmp_path: Path, namespace: str, port: int) -> Path:
     return path
 
 
+def _referenced(tmp_path: Path, namespace: str) -> Path:
+    """Experiment ``xp0``, which the seeds' run names in its outputs refs."""
+    container = {"name": "main", "image": "python:3.11", "command": ["python", "-c", "pass"]}
+    doc = {
+        "apiVersion": "incluster.dev/v1alpha1",
+        "kind": "Experiment",
+        "metadata": {"name": "xp0", "namespace": namespace},
+        "spec": {
+            "project": "mnist",
+            "replicas": {
+                "master": {"replicas": 1, "template": {"spec": {"containers": [container]}}}
+            },
+        },
+    }
+    path = tmp_path / "xp0.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
 @pytest.mark.slow
 def test_both_seed_pages_run_unchanged_but_for_their_imports(
     s3: s3server.S3Server,
@@ -88,6 +107,10 @@ def test_both_seed_pages_run_unchanged_but_for_their_imports(
     data1 = tmp_path / "data1"
     data1.mkdir()
     monkeypatch.chdir(tmp_path)  # the local staging copy goes to ./outputs
+    # The referenced experiment ran before on this machine: refs resolve to its latest run.
+    code = cli.main(["run", str(_referenced(tmp_path, namespace)), "--outputs", root_url])
+    assert code == 0, capsys.readouterr().err
+    (xp0_run,) = [p.name for p in (tmp_path / "outputs" / namespace / "mnist" / "xp0").iterdir()]
     code = cli.main(
         [
             "run",
@@ -105,7 +128,8 @@ def test_both_seed_pages_run_unchanged_but_for_their_imports(
     printed = capsys.readouterr()
     assert code == 0, printed.out + printed.err
 
-    url = f"{root_url}/{namespace}/mnist/seeds"
+    (run,) = [p.name for p in (tmp_path / "outputs" / namespace / "mnist" / "seeds").iterdir()]
+    url = f"{root_url}/{namespace}/mnist/seeds/{run}"
     fs = store_fs()
     replicas = [(kind, i) for kind, n in REPLICAS.items() for i in range(n)]
     cluster: dict[str, list[str]] | None = None
@@ -120,9 +144,9 @@ def test_both_seed_pages_run_unchanged_but_for_their_imports(
         assert report["get_log_level"] == env["POLYAXON_LOG_LEVEL"] == "INFO"
         outputs = report["get_outputs_path"]
         assert env["POLYAXON_RUN_OUTPUTS_PATH"] == outputs
-        staged = tmp_path / "outputs" / namespace / "mnist" / "seeds"  # through the pod's volume
+        staged = tmp_path / "outputs" / namespace / "mnist" / "seeds" / run  # the pod's volume
         assert Path(outputs).resolve() == staged.resolve()
-        refs = {"jobs": [], "experiments": [f"{root_url}/{namespace}/mnist/xp0"]}
+        refs = {"jobs": [], "experiments": [f"{root_url}/{namespace}/mnist/xp0/{xp0_run}"]}
         assert report["get_outputs_refs_paths"] == refs
         assert json.loads(env["POLYAXON_REFS_OUTPUTS_PATHS"]) == refs
         assert list(report["get_data_paths"]) == ["data1"]

@@ -146,14 +146,21 @@ def ref_mount_path(settings: Settings, kind: str, ref: str) -> str:
 
 
 def refs_paths(
-    spec: ExperimentSpec, settings: Settings, meta: ExperimentMeta
+    spec: ExperimentSpec,
+    settings: Settings,
+    meta: ExperimentMeta,
+    ref_runs: Mapping[str, str] | None = None,
 ) -> dict[str, list[str]]:
     """``{"jobs": [...], "experiments": [...]}`` in the order requested: mount paths, or
-    object-store URLs when the outputs live in an object store (nothing is mounted then)."""
+    object-store URLs when the outputs live in an object store (nothing is mounted then).
+
+    An experiment ref's URL names the run it resolved to (``ref_runs``), as its mount does.
+    """
 
     def where(kind: str, ref: str) -> str:
         if settings.outputs_url is not None:
-            return f"{settings.outputs_url}/{ref_subpath(spec, meta, ref)}"
+            run = (ref_runs or {}).get(ref) if kind == "experiments" else None
+            return f"{settings.outputs_url}/{ref_subpath(spec, meta, ref, run)}"
         return ref_mount_path(settings, kind, ref)
 
     return {
@@ -204,7 +211,10 @@ def spec_document(spec: ExperimentSpec) -> dict[str, Any]:
 
 
 def context_document(
-    spec: ExperimentSpec, meta: ExperimentMeta, settings: Settings
+    spec: ExperimentSpec,
+    meta: ExperimentMeta,
+    settings: Settings,
+    ref_runs: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The content of ``context.json`` (keys from the contract)."""
     return {
@@ -213,7 +223,7 @@ def context_document(
         contract.KEY_DECLARATIONS: spec.declarations,
         contract.KEY_LOG_LEVEL: spec.log_level,
         contract.KEY_OUTPUTS_PATH: outputs_path(spec, meta, settings),
-        contract.KEY_OUTPUTS_REFS_PATHS: refs_paths(spec, settings, meta),
+        contract.KEY_OUTPUTS_REFS_PATHS: refs_paths(spec, settings, meta, ref_runs),
         contract.KEY_DATA_PATHS: data_paths(spec, settings),
         contract.KEY_FRAMEWORK: spec.framework,
         contract.KEY_EVALUATOR_IN_CLUSTER: settings.evaluator_in_cluster,
@@ -248,6 +258,7 @@ def _common_env(
     meta: ExperimentMeta,
     settings: Settings,
     inline_cluster: bool,
+    ref_runs: Mapping[str, str] | None = None,
     attempt: int = 1,
 ) -> tuple[tuple[str, str], ...]:
     """Experiment-wide env. Values that grow with user input are inlined only when small.
@@ -273,7 +284,7 @@ def _common_env(
     optional = [
         (contract.ENV_LOG_LEVEL, spec.log_level or ""),
         (contract.ENV_DECLARATIONS, dumps(spec.declarations) if spec.declarations else ""),
-        (contract.ENV_OUTPUTS_REFS_PATHS, dumps(refs_paths(spec, settings, meta))),
+        (contract.ENV_OUTPUTS_REFS_PATHS, dumps(refs_paths(spec, settings, meta, ref_runs))),
         (contract.ENV_DATA_PATHS, dumps(data_paths(spec, settings))),
     ]
     env.extend((k, v) for k, v in optional if v and len(v.encode()) <= limit)
@@ -304,9 +315,9 @@ def plan(
         settings=settings,
         cluster=cluster,
         cluster_json=cluster_json,
-        context_json=dumps(context_document(spec, meta, settings)),
+        context_json=dumps(context_document(spec, meta, settings, ref_runs)),
         inline_cluster=inline,
-        common_env=_common_env(spec, meta, settings, inline, attempt),
+        common_env=_common_env(spec, meta, settings, inline, ref_runs, attempt),
         ref_runs=dict(ref_runs or {}),
         attempt=attempt,
         kueue_queue=kueue_queue,

@@ -73,6 +73,8 @@ def test_suspend_deletes_the_pods_and_resume_brings_them_back_with_the_same_cont
     assert resumed["status"] == "False"
     reasons = [r for _, r, _ in kube.events("sus")]
     assert reasons.index("Suspended") < reasons.index("Resumed")
+    # A started run keeps its spec, but suspend is a switch it follows: no ignored edit.
+    assert kube.condition("sus", "SpecChangeIgnored") is None
 
 
 def test_an_experiment_created_suspended_has_no_pods_until_resumed(kube: Kube) -> None:

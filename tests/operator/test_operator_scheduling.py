@@ -6,6 +6,8 @@ import re
 from datetime import timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as hs
 from incluster import contract
 from incluster_operator import restarts
 from incluster_operator import status as st
@@ -360,3 +362,35 @@ def test_a_kueue_group_whose_pods_all_succeeded_needs_no_release():
     early = [kueue_member(pod("master", 0, "Succeeded")), kueue_member(pod("worker", 0)),
              kueue_member(pod("worker", 1))]  # fmt: skip
     assert run(spec, early, {"phase": "Running"}).release_group == ("xp-master-0",)
+
+
+@given(
+    failures=hs.lists(
+        hs.tuples(hs.one_of(hs.none(), hs.integers(1, 255)), hs.booleans()), max_size=4
+    ),
+    used=hs.integers(0, 4),
+    bound=hs.integers(0, 4),
+    codes=hs.lists(hs.integers(1, 255), max_size=3),
+    signals=hs.lists(hs.integers(1, 64), max_size=2),
+)
+def test_a_restart_verdict_never_exceeds_the_bound_nor_retries_a_permanent_failure(
+    failures, used, bound, codes, signals
+):
+    policy = FailurePolicy(
+        restart_experiment=True,
+        max_restarts=bound,
+        retriable_exit_codes=codes,
+        retriable_signals=signals,
+    )
+    pods = [restarts.Failure(f"xp-worker-{i}", code, hit) for i, (code, hit) in enumerate(failures)]
+    verdict = restarts.decide(policy, pods, used)
+    assert (verdict is None) == (not pods)
+    if verdict is None:
+        return
+    permanent = [f for f in pods if not f.disrupted and not restarts.retriable(policy, f.exit_code)]
+    if permanent:
+        assert (verdict.action, verdict.reason) == ("fail", "PodFailed")
+    if verdict.action == "restart" and verdict.counted:
+        assert used < bound
+    if verdict.action == "restart" and not verdict.counted:
+        assert all(f.disrupted for f in pods)

@@ -72,6 +72,16 @@ def pod_uid(cluster: Cluster, name: str) -> str | None:
         raise
 
 
+def podgroups_served() -> bool:
+    try:
+        kubernetes.client.CustomObjectsApi().list_cluster_custom_object(
+            "scheduling.x-k8s.io", "v1alpha1", "podgroups"
+        )
+    except kubernetes.client.ApiException:
+        return False
+    return True
+
+
 def experiment_phase(cluster: Cluster, name: str) -> str | None:
     try:
         found = kubernetes.client.CustomObjectsApi().get_namespaced_custom_object(
@@ -98,6 +108,13 @@ def test_the_charts_rights_suffice_and_every_request_is_granted(
     user = f"system:serviceaccount:{cluster.namespace}:{account}"
     kubeconfig = service_account_kubeconfig(cluster, account, tmp_path / "operator.kubeconfig")
 
+    # A gang-scheduled Experiment: the operator creates its PodGroup (upstream's API).
+    podgroups = Path(__file__).resolve().parents[1] / "operator_e2e" / "crds"
+    cluster.kubectl(
+        "apply", "--server-side", "--force-conflicts", "-f",
+        str(podgroups / "scheduler-plugins-podgroups.yaml"),
+    )  # fmt: skip
+    wait_for(lambda: podgroups_served(), timeout=30, message="the PodGroup API served")
     with operator_process(manifests, values, kubeconfig, tmp_path):
         container = {"name": "main", "image": "python:3.11-slim", "command": ["true"]}
         template = {"spec": {"containers": [container]}}
@@ -112,6 +129,7 @@ def test_the_charts_rights_suffice_and_every_request_is_granted(
                     "worker": {"replicas": 1, "restartPolicy": "ExitCode", "template": template},
                 },
                 "runPolicy": {"ttlSecondsAfterFinished": 1},
+                "schedulingPolicy": {"scheduler": "scheduler-plugins"},
             },
         }
         kubernetes.client.CustomObjectsApi().create_namespaced_custom_object(
@@ -139,6 +157,7 @@ def test_the_charts_rights_suffice_and_every_request_is_granted(
     used = {(r.group, r.resource, r.verb) for r in sent}
     assert (GROUP, PLURAL, "delete") in used  # the scenario reached the TTL
     assert ("", "pods", "create") in used
+    assert ("scheduling.x-k8s.io", "podgroups", "create") in used
     roles = of_kind(manifests, "ClusterRole") + of_kind(manifests, "Role")
     granted = set().union(*(rbac_grants(role["rules"]) for role in roles))
     assert used - granted == set(), "requests outside the rendered rules"

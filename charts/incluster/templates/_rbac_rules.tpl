@@ -35,6 +35,12 @@ requests the operator really sends: add a verb here only with the code that uses
 - apiGroups: [""]
   resources: [serviceaccounts/token]
   verbs: [create]
+# Gang scheduling: one PodGroup per Experiment that names spec.schedulingPolicy.scheduler
+# (created, read back on a conflict, deleted when an earlier Experiment of the same name
+# left it; otherwise garbage collection removes it with its owner).
+- apiGroups: [scheduling.x-k8s.io, scheduling.volcano.sh]
+  resources: [podgroups]
+  verbs: [get, create, delete]
 # kopf posts handler outcomes as Events on the Experiment (POST only, never patch).
 - apiGroups: [""]
   resources: [events]

@@ -15,15 +15,18 @@ from datetime import datetime
 from typing import Any
 
 from incluster_operator import status
+from incluster_operator.api import names
 from incluster_operator.api.models import ExperimentSpec
 from incluster_operator.api.validation import InvalidSpec, validate
 from incluster_operator.render import (
     ExperimentMeta,
+    owner_reference,
     plan,
     render_config_map,
     render_service,
+    scheduling,
 )
-from incluster_operator.render.context import spec_document
+from incluster_operator.render.context import Plan, spec_document
 from incluster_operator.render.pods import render_pod, replica_keys
 from incluster_operator.settings import Settings
 
@@ -54,6 +57,35 @@ def meta_of(body: Mapping[str, Any]) -> ExperimentMeta:
     )
 
 
+def _labels(body: Mapping[str, Any]) -> dict[str, str]:
+    labels = (body.get("metadata") or {}).get("labels") or {}
+    return {str(k): str(v) for k, v in labels.items()} if isinstance(labels, Mapping) else {}
+
+
+def _queue_label(body: Mapping[str, Any]) -> str | None:
+    return _labels(body).get(scheduling.KUEUE_QUEUE_LABEL)
+
+
+def attempt_of(body: Mapping[str, Any]) -> int:
+    """The attempt the status says runs now: new pods are rendered for it."""
+    return status.previous_status(
+        body.get("status") if isinstance(body.get("status"), Mapping) else None
+    ).attempt
+
+
+def pod_group(p: Plan) -> tuple[dict[str, Any], ...]:
+    """The gang scheduler's PodGroup (none without spec.schedulingPolicy.scheduler), owned."""
+    group = scheduling.render_pod_group(p)
+    if group is None:
+        return ()
+    group["metadata"]["labels"] = {
+        **names.selector(p.meta.name, p.meta.uid),
+        names.LABEL_MANAGED_BY: names.MANAGED_BY,
+    }
+    group["metadata"]["ownerReferences"] = [owner_reference(p.meta)]
+    return (group,)
+
+
 #: Looks up a referenced Experiment by name (same namespace): its current run id, or None
 #: when it does not exist. The reconcile round passes one that reads the API.
 RefResolver = Callable[[str], str | None]
@@ -78,19 +110,29 @@ def desired(
     experiment's directory without a run level, for callers that render only).
     """
     meta = meta_of(body)
-    spec = validate(body.get("spec"), meta.name, settings, meta.namespace)
-    return _render(spec, meta, settings, ref_runs or {})
+    spec = validate(body.get("spec"), meta.name, settings, meta.namespace, _queue_label(body))
+    return _render(spec, meta, settings, ref_runs or {}, body)
 
 
 def _render(
-    spec: ExperimentSpec, meta: ExperimentMeta, settings: Settings, ref_runs: Mapping[str, str]
+    spec: ExperimentSpec,
+    meta: ExperimentMeta,
+    settings: Settings,
+    ref_runs: Mapping[str, str],
+    body: Mapping[str, Any],
 ) -> Desired:
-    p = plan(spec, meta, settings, ref_runs)
+    """Pods for the attempt the status names, in the Kueue queue the Experiment names."""
+    queue = scheduling.kueue_queue(spec, _labels(body))
+    p = plan(spec, meta, settings, ref_runs, attempt_of(body), queue)
     pods = {key: render_pod(p, *key) for key in replica_keys(p)}
     return Desired(
         spec=spec,
         meta=meta,
-        children=(render_service(p), render_config_map(p)),
+        children=(
+            render_service(p),
+            render_config_map(p),
+            *pod_group(p),
+        ),
         pods=pods,
         ref_runs=dict(ref_runs),
     )
@@ -142,14 +184,14 @@ def admit(
     """
     meta = meta_of(body)
     try:
-        spec = validate(body.get("spec"), meta.name, settings, meta.namespace)
+        spec = validate(body.get("spec"), meta.name, settings, meta.namespace, _queue_label(body))
         recorded = status.previous_status(_status(body)).outputs_refs_runs
         runs, missing = resolve_refs(spec, recorded, resolve)
         if missing:
             return status.waiting_for_refs(
                 missing, meta.namespace, _status(body), now, _generation(body)
             )
-        return _render(spec, meta, settings, runs)
+        return _render(spec, meta, settings, runs, body)
     except RecursionError:
         # A last resort: validation bounds the depth, but no object may stop the operator.
         problem = InvalidSpec(["spec: too deeply nested to process; flatten spec.declarations"])

@@ -34,7 +34,7 @@ from incluster_operator.api import names
 from incluster_operator.api.models import API_VERSION, GROUP, KIND, PLURAL, VERSION
 from incluster_operator.api.times import format_time
 from incluster_operator.render.context import ExperimentMeta
-from incluster_operator.status import Decision, Event
+from incluster_operator.status import KUEUE_RETRIABLE_ANNOTATION, Decision, Event
 
 logger = logging.getLogger(__name__)
 
@@ -144,7 +144,21 @@ COLLECTIONS = {
     "Pod": "/api/v1/namespaces/{namespace}/pods",
     "Service": "/api/v1/namespaces/{namespace}/services",
     "ConfigMap": "/api/v1/namespaces/{namespace}/configmaps",
+    # Gang schedulers' PodGroups share a kind: keyed by apiVersion/kind.
+    "scheduling.x-k8s.io/v1alpha1/PodGroup": (
+        "/apis/scheduling.x-k8s.io/v1alpha1/namespaces/{namespace}/podgroups"
+    ),
+    "scheduling.volcano.sh/v1beta1/PodGroup": (
+        "/apis/scheduling.volcano.sh/v1beta1/namespaces/{namespace}/podgroups"
+    ),
 }
+
+
+def collection(obj: Mapping[str, Any]) -> str:
+    """The collection path of a child object (by kind, or apiVersion/kind if shared)."""
+    kind = str(obj["kind"])
+    path = COLLECTIONS.get(f"{obj.get('apiVersion')}/{kind}") or COLLECTIONS[kind]
+    return path.format(namespace=obj["metadata"]["namespace"])
 
 
 def _request(api: Api, method: str, path: str, body: Any = None) -> dict[str, Any]:
@@ -199,19 +213,29 @@ def ensure(api: Api, obj: Mapping[str, Any], owner_uid: str) -> bool:
     """
     metadata = obj["metadata"]
     namespace, name, kind = metadata["namespace"], metadata["name"], obj["kind"]
-    collection = COLLECTIONS[kind].format(namespace=namespace)
+    path = collection(obj)
     try:
-        _request(api, "POST", collection, dict(obj))
+        _request(api, "POST", path, dict(obj))
     except ApiException as exc:
         if exc.status in (400, 422):
             raise Rejected(f"the API server rejected {kind} {name}: {_reason(exc)}") from None
+        if exc.status == 403 and "PriorityClass" in _reason(exc):
+            # The Priority admission plugin refuses an unknown class with 403, unlike an
+            # RBAC denial or a full quota (both worth retrying): a spec problem.
+            raise Rejected(f"the API server rejected {kind} {name}: {_reason(exc)}") from None
+        if exc.status == 404 and kind == "PodGroup":
+            raise Rejected(
+                f"cannot create {kind} {name}: the API server does not serve "
+                f"{obj['apiVersion']} PodGroups; install that gang scheduler (its CRDs) or "
+                "remove spec.schedulingPolicy.scheduler"
+            ) from None
         if exc.status != 409:
             raise
     else:
         return True
     # 409 AlreadyExists. A read that finds nothing means the object is being deleted (or an
     # injected error lied): the ApiException makes the caller retry later.
-    existing = _request(api, "GET", f"{collection}/{name}")
+    existing = _request(api, "GET", f"{path}/{name}")
     if not owned_by(existing, owner_uid) and _left_by_predecessor(existing, obj):
         uid = (existing.get("metadata") or {}).get("uid")
         options = {
@@ -221,7 +245,7 @@ def ensure(api: Api, obj: Mapping[str, Any], owner_uid: str) -> bool:
             **({"preconditions": {"uid": uid}} if uid else {}),
         }
         try:
-            _request(api, "DELETE", f"{collection}/{name}", options)
+            _request(api, "DELETE", f"{path}/{name}", options)
         except ApiException as exc:
             if exc.status not in (404, 409):
                 raise
@@ -365,6 +389,20 @@ def delete_pod(api: Api, namespace: str, name: str, uid: str | None) -> None:
             raise
 
 
+def annotate_pod(api: Api, namespace: str, name: str, annotations: Mapping[str, str]) -> None:
+    """Merge annotations into a pod (a pod already gone needs none)."""
+    try:
+        api.core.patch_namespaced_pod(
+            name,
+            namespace,
+            {"metadata": {"annotations": dict(annotations)}},
+            _preload_content=False,
+        )
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+
+
 def post_event(api: Api, meta: ExperimentMeta, event: Event, now: datetime) -> None:
     """A core/v1 Event on the Experiment (what ``kubectl describe xp`` lists).
 
@@ -409,6 +447,8 @@ def apply_pods(
         (pod.get("metadata") or {}).get("name"): (pod.get("metadata") or {}).get("uid")
         for pod in pods
     }
+    for name in decision.release_group:
+        annotate_pod(api, meta.namespace, name, {KUEUE_RETRIABLE_ANNOTATION: "false"})
     for name in decision.delete:
         delete_pod(api, meta.namespace, name, uids.get(name))
     manifests = [render(task_type, index) for task_type, index in decision.create]

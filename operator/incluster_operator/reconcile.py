@@ -101,7 +101,10 @@ def reconcile(
         if progress.judged is None or progress.judged[0] != generation:
             progress.judged = (generation, ignored_change(body, progress.run_spec, settings))
         ignored = progress.judged[1]
-        run_body = {**body, "spec": progress.run_spec}
+        # The run keeps its spec, except the suspend switch, which it follows live.
+        live: dict[str, Any] = body.get("spec") or {}
+        switch = {"suspend": live["suspend"]} if "suspend" in live else {}
+        run_body = {**body, "spec": {**progress.run_spec, **switch}}
     admitted = admit(
         run_body, settings, now, lambda ref: run_of(k8s.read_experiment(api, namespace, ref))
     )

@@ -23,6 +23,7 @@ from typing import Any, Literal
 import pydantic
 from incluster import contract
 
+from incluster_operator import restarts
 from incluster_operator.api import names
 from incluster_operator.api.models import (
     Condition,
@@ -35,6 +36,11 @@ from incluster_operator.api.times import format_time, parse_time
 from incluster_operator.api.validation import InvalidSpec
 from incluster_operator.render.context import ExperimentMeta, outputs_path, run_id
 from incluster_operator.settings import Settings
+
+#: Kueue's plain pod group label, and the annotation that ends a group that will not
+#: succeed (https://kueue.sigs.k8s.io/docs/tasks/run/plain_pods/#termination).
+KUEUE_GROUP_LABEL = "kueue.x-k8s.io/pod-group-name"
+KUEUE_RETRIABLE_ANNOTATION = "kueue.x-k8s.io/retriable-in-group"
 
 #: Exit codes at or above this are signals (killed, OOM, preempted): worth a retry.
 RETRYABLE_EXIT_CODE = 128
@@ -56,6 +62,14 @@ class ObservedPod:
     exit_code: int | None
     reason: str
     deleting: bool
+    #: The whole-experiment attempt the pod was created for (label; 1 when absent).
+    attempt: int = 1
+    #: Scheduling gates still on the pod (Kueue's admission gate while queued).
+    gates: tuple[str, ...] = ()
+    #: ``DisruptionTarget=True``: preempted, evicted or its node drained; not its fault.
+    disrupted: bool = False
+    #: A member of a Kueue pod group (``kueue.x-k8s.io/pod-group-name``).
+    kueue_group: bool = False
 
     @property
     def key(self) -> tuple[str, int]:
@@ -106,7 +120,22 @@ def observe(pod: Mapping[str, Any]) -> ObservedPod | None:
         exit_code=exit_code,
         reason=reason,
         deleting=bool(metadata.get("deletionTimestamp")),
+        attempt=_attempt_label(labels.get(names.LABEL_ATTEMPT)),
+        gates=tuple(
+            str(g.get("name", "")) for g in (pod.get("spec") or {}).get("schedulingGates") or []
+        ),
+        disrupted=any(
+            c.get("type") == "DisruptionTarget" and c.get("status") == "True"
+            for c in status.get("conditions") or []
+        ),
+        kueue_group=KUEUE_GROUP_LABEL in labels,
     )
+
+
+def _attempt_label(value: Any) -> int:
+    """A pod's attempt label; pods from before attempts existed belong to attempt 1."""
+    text = str(value or "1")
+    return int(text) if text.isdigit() and int(text) >= 1 else 1
 
 
 @dataclass(frozen=True)
@@ -132,6 +161,9 @@ class Decision:
     delete_experiment: bool = False
     #: Reconcile again after this many seconds even without a pod event (deadline, TTL).
     requeue_after: float | None = None
+    #: Pods to annotate ``kueue.x-k8s.io/retriable-in-group: "false"`` before any delete:
+    #: the experiment is over, so Kueue may finish the group's Workload and free its quota.
+    release_group: tuple[str, ...] = ()
     #: Status keys (API names) to remove: what an earlier generation's failure left.
     clear: tuple[str, ...] = ()
 
@@ -140,6 +172,8 @@ class Decision:
         patch = self.status.model_dump(
             mode="json", by_alias=True, exclude_none=True, exclude={"tracking"}
         )
+        if self.status.paused_since is None:
+            patch["pausedSince"] = None  # a merge patch removes a key only with null
         patch.update(dict.fromkeys(self.clear))  # null removes a key in a merge patch
         return patch
 
@@ -283,6 +317,11 @@ def _finish(
     policy = spec.run_policy.clean_pod_policy if spec else "None"
     ttl = spec.run_policy.ttl_seconds_after_finished if spec else None
     expired, requeue = _ttl(finished, ttl, now)
+    # Kueue counts a group as done only when every pod succeeded; any other end would
+    # keep its quota waiting for replacements unless one pod says it is not retriable.
+    members = [p for p in pods if p.kueue_group]
+    done = phase == "Succeeded" and all(p.phase == "Succeeded" for p in members)
+    live = sorted(p.name for p in members if not p.deleting)
     delete = _cleanup(pods, policy)
     if spec is not None:
         finished = _present(finished, pods, spec, delete)
@@ -292,6 +331,7 @@ def _finish(
         events=(Event("Normal" if phase == "Succeeded" else "Warning", reason, message),),
         delete_experiment=expired,
         requeue_after=requeue,
+        release_group=() if done else tuple(live[:1]),
     )
 
 
@@ -333,6 +373,13 @@ def _retries(
         if pod.uid in retried:
             # Counted already; its deletion may have failed, so ask again (idempotent).
             delete.append(pod.name)
+            continue
+        if pod.disrupted:
+            # Preempted, evicted, drained: recreated, not counted (as a Job's podFailurePolicy
+            # with onPodConditions DisruptionTarget: Ignore).
+            retried.append(pod.uid)
+            delete.append(pod.name)
+            events.append(Event("Normal", "PodDisrupted", f"{pod.describe()}; recreating it"))
             continue
         policy = spec.replicas[pod.task_type].restart_policy
         if not _retryable(policy, pod):
@@ -381,8 +428,14 @@ def reconcile(
     desired = {(t, i) for t, r in spec.replicas.items() for i in range(r.replicas)}
     by_key: dict[tuple[str, int], ObservedPod] = {}
     strays: list[str] = []
+    #: Replicas whose name is still taken by a pod of an earlier attempt (being deleted).
+    blocked: set[tuple[str, int]] = set()
     for pod in sorted(observed, key=lambda p: (p.deleting, p.name)):
-        if pod.key in desired and pod.key not in by_key:
+        if pod.attempt != prev.attempt:
+            blocked.add(pod.key)
+            if not pod.deleting:
+                strays.append(pod.name)
+        elif pod.key in desired and pod.key not in by_key:
             by_key[pod.key] = pod
         elif not pod.deleting:
             strays.append(pod.name)
@@ -416,6 +469,9 @@ def reconcile(
             requeue_after=requeue,
         )
 
+    if spec.suspend:
+        return _suspend(status, prev, observed, now)
+    status, resumed = _resume(status, prev, now)
     start = parse_time(prev.start_time) or now
     status = status.model_copy(update={"start_time": format_time(start)})
     if any(c.type == REFS_CONDITION and c.status == "False" for c in status.conditions):
@@ -441,8 +497,11 @@ def reconcile(
             }
         )
 
+    gated = [p for p in by_key.values() if p.gates and not p.deleting and p.phase == "Pending"]
+    status = _queue_clock(status, gated, len(desired), now)
     deadline = spec.run_policy.active_deadline_seconds
-    if deadline is not None and (now - start).total_seconds() >= deadline:
+    used = (now - start).total_seconds() - status.paused_seconds
+    if deadline is not None and not gated and used >= deadline:
         return _finish(
             status,
             "Failed",
@@ -458,6 +517,20 @@ def reconcile(
     if success is not None:
         return _finish(status, "Succeeded", "ExperimentSucceeded", success, observed, spec, now)
 
+    if spec.run_policy.failure_policy.restart_experiment:
+        restart = _restart_experiment(spec, by_key, status, now)
+        if restart is not None:
+            if restart.status.phase in FINISHED:
+                return _finish(
+                    restart.status,
+                    "Failed",
+                    restart.events[0].reason,
+                    restart.events[0].message,
+                    observed,
+                    spec,
+                    now,
+                )
+            return restart
     retries = _retries(spec, by_key, observed, status)
     if retries.verdict is not None:
         reason, message = retries.verdict
@@ -467,8 +540,9 @@ def reconcile(
     events = list(retries.events)
     backoff = spec.run_policy.backoff_limit
 
-    create = tuple(sorted(k for k in desired if k not in by_key))
+    create = tuple(sorted(k for k in desired if k not in by_key and k not in blocked))
     conditions = status.conditions
+    events.extend(resumed)
     if to_delete:
         message = f"recreating {', '.join(sorted(to_delete))} (failure {failures} of {backoff})"
         conditions = set_condition(conditions, "Restarting", True, "PodRecreated", message, now)
@@ -478,21 +552,30 @@ def reconcile(
         and all(p.phase in ("Running", "Succeeded") and not p.deleting for p in by_key.values())
     )
     phase: Phase = "Running" if all_up else "Pending"
+    if blocked:
+        phase = "Restarting"
+    elif gated:
+        phase = "Queued"
     if all_up:
         conditions = set_condition(
             conditions, "Running", True, "PodsRunning", f"all {len(desired)} pod(s) are up", now
         )
         if any(c.type == "Restarting" and c.status == "True" for c in conditions):
             conditions = set_condition(
-                conditions, "Restarting", False, "PodsRunning", "recreated pods are up", now
+                conditions,
+                "Restarting",
+                False,
+                "PodsRunning",
+                f"recreated pods are up (attempt {status.attempt})",
+                now,
             )
     if phase != prev.phase:
         events.append(
             Event("Normal", f"Experiment{phase}", f"{running}/{len(desired)} pod(s) running")
         )
     remaining = None
-    if deadline is not None:
-        remaining = max(deadline - (now - start).total_seconds(), 0.0)
+    if deadline is not None and not gated:
+        remaining = max(deadline - used, 0.0)
     return Decision(
         status=status.model_copy(
             update={
@@ -506,6 +589,124 @@ def reconcile(
         delete=tuple(sorted(to_delete + strays)),
         events=tuple(events),
         requeue_after=remaining,
+    )
+
+
+def _pause(status: ExperimentStatus, now: datetime) -> ExperimentStatus:
+    """Stop the deadline clock (suspended or queued); idempotent."""
+    if status.paused_since is not None:
+        return status
+    return status.model_copy(update={"paused_since": format_time(now)})
+
+
+def _unpause(status: ExperimentStatus, now: datetime) -> ExperimentStatus:
+    """Restart the deadline clock, adding the paused time since startTime."""
+    since = parse_time(status.paused_since)
+    if since is None:
+        return status
+    start = parse_time(status.start_time)
+    paused = status.paused_seconds
+    if start is not None:
+        paused += int((now - max(since, start)).total_seconds())
+    return status.model_copy(update={"paused_since": None, "paused_seconds": paused})
+
+
+def _suspend(
+    status: ExperimentStatus,
+    prev: ExperimentStatus,
+    observed: Sequence[ObservedPod],
+    now: datetime,
+) -> Decision:
+    """spec.suspend: delete every pod, keep the status, phase Suspended, clock paused."""
+    to_delete = tuple(sorted(p.name for p in observed if not p.deleting))
+    message = "spec.suspend is true: no pods run; set it to false to resume"
+    conditions = set_condition(status.conditions, "Suspended", True, "Suspended", message, now)
+    if any(c.type == "Running" and c.status == "True" for c in conditions):
+        conditions = set_condition(conditions, "Running", False, "Suspended", message, now)
+    events = () if prev.phase == "Suspended" else (Event("Normal", "Suspended", message),)
+    suspended = _pause(status, now).model_copy(
+        update={"phase": "Suspended", "conditions": conditions}
+    )
+    return Decision(status=suspended, delete=to_delete, events=events)
+
+
+def _resume(
+    status: ExperimentStatus, prev: ExperimentStatus, now: datetime
+) -> tuple[ExperimentStatus, list[Event]]:
+    """Leaving suspension: the clock runs again and the pods come back."""
+    if prev.phase != "Suspended":
+        return status, []
+    message = "spec.suspend is false: recreating the pods"
+    conditions = set_condition(status.conditions, "Suspended", False, "Resumed", message, now)
+    resumed = _unpause(status, now).model_copy(update={"conditions": conditions})
+    return resumed, [Event("Normal", "Resumed", message)]
+
+
+def _queue_clock(
+    status: ExperimentStatus, gated: Sequence[ObservedPod], total: int, now: datetime
+) -> ExperimentStatus:
+    """Queued while pods carry scheduling gates (Kueue admission): the clock is paused."""
+    queued = any(c.type == "Queued" and c.status == "True" for c in status.conditions)
+    if gated:
+        gates = sorted({g for p in gated for g in p.gates})
+        message = (
+            f"{len(gated)} of {total} pod(s) wait for admission (scheduling gates: "
+            f"{', '.join(gates)})"
+        )
+        conditions = set_condition(status.conditions, "Queued", True, "Gated", message, now)
+        return _pause(status, now).model_copy(update={"conditions": conditions})
+    if not queued:
+        return status
+    conditions = set_condition(
+        status.conditions, "Queued", False, "Admitted", "the scheduling gates are lifted", now
+    )
+    return _unpause(status, now).model_copy(update={"conditions": conditions})
+
+
+def _restart_experiment(
+    spec: ExperimentSpec,
+    by_key: Mapping[tuple[str, int], ObservedPod],
+    status: ExperimentStatus,
+    now: datetime,
+) -> Decision | None:
+    """failurePolicy.restartExperiment: a new attempt, a final failure, or None.
+
+    The new attempt is only written here (no pod is deleted in this round): the status
+    is the commit point, and the next round deletes the previous attempt's pods because
+    their attempt label is old. A crash between the two loses nothing.
+    """
+    failures = [
+        restarts.Failure(p.name, p.exit_code, p.disrupted)
+        for p in by_key.values()
+        if p.phase == "Failed" and not p.deleting
+    ]
+    policy = spec.run_policy.failure_policy
+    verdict = restarts.decide(policy, failures, status.experiment_restarts)
+    if verdict is None:
+        return None
+    if verdict.action == "fail":
+        failed = status.model_copy(update={"failures": status.failures + 1})
+        return Decision(
+            status=failed.model_copy(update={"phase": "Failed"}),
+            events=(Event("Warning", verdict.reason, verdict.message),),
+        )
+    attempt = status.attempt + 1
+    message = f"{verdict.message}; attempt {attempt} starts"
+    conditions = set_condition(status.conditions, "Restarting", True, verdict.reason, message, now)
+    conditions = set_condition(conditions, "Running", False, verdict.reason, message, now)
+    restarted = status.model_copy(
+        update={
+            "phase": "Restarting",
+            "conditions": conditions,
+            "attempt": attempt,
+            "experiment_restarts": status.experiment_restarts + int(verdict.counted),
+            "retried_pods": [],
+        }
+    )
+    return Decision(
+        status=restarted,
+        events=(Event("Warning", verdict.reason, message),),
+        requeue_after=0.0,
     )
 
 

@@ -324,6 +324,20 @@ def get_experiment_info() -> dict[str, Any]:
     return _object(contract.ENV_EXPERIMENT_INFO, contract.KEY_EXPERIMENT_INFO)
 
 
+def get_attempt() -> int:
+    """Which attempt of the whole experiment this pod runs (``INCLUSTER_ATTEMPT``; 1 if unset).
+
+    The operator starts attempt 2, 3, ... after a retriable failure under
+    ``runPolicy.failurePolicy.restartExperiment``; resume from a checkpoint when > 1.
+    """
+    raw = os.environ.get(contract.ENV_ATTEMPT)
+    if raw is None or raw == "":
+        return 1
+    if not raw.isdigit() or int(raw) < 1:
+        raise ContextError(f"env var {contract.ENV_ATTEMPT} must be an int >= 1, got {raw!r}")
+    return int(raw)
+
+
 def get_declarations() -> dict[str, Any]:
     """The experiment's hyperparameters; ``{}`` outside a cluster."""
     return _object(contract.ENV_DECLARATIONS, contract.KEY_DECLARATIONS)

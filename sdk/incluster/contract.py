@@ -31,6 +31,10 @@ ENV_LOG_LEVEL: Final = "INCLUSTER_LOG_LEVEL"
 ENV_OUTPUTS_PATH: Final = "INCLUSTER_RUN_OUTPUTS_PATH"
 ENV_OUTPUTS_REFS_PATHS: Final = "INCLUSTER_REFS_OUTPUTS_PATHS"
 ENV_DATA_PATHS: Final = "INCLUSTER_RUN_DATA_PATHS"
+#: Which attempt of the whole experiment this pod belongs to ("1", then +1 per restart
+#: under ``runPolicy.failurePolicy.restartExperiment``); also the experiment info's
+#: ``attempt``. Per pod: the context files are experiment-wide and never carry it.
+ENV_ATTEMPT: Final = "INCLUSTER_ATTEMPT"
 
 #: The seed's own names for the values above (Polyaxon's), used when an operator injects
 #: them beside ours (its ``POLYAXON_ENV`` setting or ``spec.polyaxonEnv``). The SDK reads
@@ -101,6 +105,8 @@ FILE_REPORT_CA: Final = "report-ca.crt"
 DIR_EVENTS: Final = "events"
 #: Suffix of an event file: ``<type>-<index>.jsonl``.
 EVENTS_SUFFIX: Final = ".jsonl"
+#: Attempts after the first write apart: ``<type>-<index>.attempt-<n>.jsonl``.
+EVENTS_ATTEMPT_INFIX: Final = ".attempt-"
 
 # --- keys of context.json ----------------------------------------------------------------
 KEY_VERSION: Final = "version"
@@ -141,6 +147,8 @@ STATUS_OUTPUTS_PATH: Final = "outputsPath"
 INFO_EXPERIMENT_NAME: Final = "experiment_name"
 #: The Experiment object's ``metadata.namespace``.
 INFO_NAMESPACE: Final = "namespace"
+#: The attempt (an int >= 1) in the experiment info from env.
+INFO_ATTEMPT: Final = "attempt"
 
 # --- task types ---------------------------------------------------------------------------
 MASTER: Final = "master"
@@ -205,6 +213,14 @@ REFERENCE: Final = (
         KEY_EXPERIMENT_INFO,
         '{"project_name": "mnist", "experiment_name": "xp", "experiment_uuid": "..."}',
         "Project, group and experiment names and uuids, plus the namespace.",
+    ),
+    Entry(
+        "get_attempt()",
+        ENV_ATTEMPT,
+        "(env only)",
+        "",
+        "2",
+        "The whole-experiment attempt (1, +1 per restart); also experiment info's attempt.",
     ),
     Entry(
         "get_declarations()",

@@ -68,6 +68,10 @@ class Experiment:
         return context.get_experiment_info()
 
     @staticmethod
+    def get_attempt() -> int:
+        return context.get_attempt()
+
+    @staticmethod
     def get_declarations() -> dict[str, Any]:
         return context.get_declarations()
 

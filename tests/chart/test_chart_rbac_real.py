@@ -26,7 +26,7 @@ import yaml
 from devcluster import audit
 from devcluster.testing import Cluster, wait_for
 from tests.chart.conftest import operator_process
-from tests.chart.manifests import of_kind, one, rbac_grants, render_manifests
+from tests.chart.manifests import UNEXERCISED, of_kind, one, rbac_grants, render_manifests
 
 pytestmark = pytest.mark.cluster
 
@@ -89,6 +89,16 @@ def experiment_status(cluster: Cluster, name: str) -> dict[str, Any] | None:
             return None
         raise
     return dict(found.get("status") or {})
+
+
+def podgroups_served() -> bool:
+    try:
+        kubernetes.client.CustomObjectsApi().list_cluster_custom_object(
+            "scheduling.x-k8s.io", "v1alpha1", "podgroups"
+        )
+    except kubernetes.client.ApiException:
+        return False
+    return True
 
 
 def experiment_phase(cluster: Cluster, name: str) -> str | None:
@@ -160,6 +170,13 @@ def test_the_charts_rights_suffice_and_every_request_is_granted(
     user = f"system:serviceaccount:{cluster.namespace}:{account}"
     kubeconfig = service_account_kubeconfig(cluster, account, tmp_path / "operator.kubeconfig")
 
+    # A gang-scheduled Experiment: the operator creates its PodGroup (upstream's API).
+    podgroups = Path(__file__).resolve().parents[1] / "operator_e2e" / "crds"
+    cluster.kubectl(
+        "apply", "--server-side", "--force-conflicts", "-f",
+        str(podgroups / "scheduler-plugins-podgroups.yaml"),
+    )  # fmt: skip
+    wait_for(lambda: podgroups_served(), timeout=30, message="the PodGroup API served")
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -177,6 +194,7 @@ def test_the_charts_rights_suffice_and_every_request_is_granted(
                     "worker": {"replicas": 1, "restartPolicy": "ExitCode", "template": template},
                 },
                 "runPolicy": {"ttlSecondsAfterFinished": 1},
+                "schedulingPolicy": {"scheduler": "scheduler-plugins"},
             },
         }
         kubernetes.client.CustomObjectsApi().create_namespaced_custom_object(
@@ -215,7 +233,9 @@ def test_the_charts_rights_suffice_and_every_request_is_granted(
     used = {(r.group, r.resource, r.verb) for r in sent}
     assert (GROUP, PLURAL, "delete") in used  # the scenario reached the TTL
     assert ("", "pods", "create") in used
+    assert ("scheduling.x-k8s.io", "podgroups", "create") in used
     roles = of_kind(manifests, "ClusterRole") + of_kind(manifests, "Role")
     granted = set().union(*(rbac_grants(role["rules"]) for role in roles))
     assert used - granted == set(), "requests outside the rendered rules"
-    assert granted - used == set(), "rights the chart grants and the operator never uses"
+    unused = granted - used - UNEXERCISED
+    assert unused == set(), "rights the chart grants and the operator never uses"

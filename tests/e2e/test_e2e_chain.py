@@ -120,7 +120,7 @@ def test_distributed_example_succeeds_with_every_replica_seeing_its_peers(
     assert phase == "Succeeded"
     # `kubectl get xp` prints the CRD's printer columns, as on a real cluster.
     header, row = stack.kubectl("get", "xp", name, "-n", namespace).splitlines()
-    assert header.split() == ["NAME", "PROJECT", "PHASE", "READY", "METRIC", "AGE"]
+    assert header.split() == ["NAME", "PROJECT", "PHASE", "READY", "ATTEMPT", "METRIC", "AGE"]
     assert row[header.index("PHASE") :].split()[0] == "Succeeded"
     if not isinstance(stack, DevStack):
         return
@@ -159,6 +159,46 @@ def test_distributed_example_succeeds_with_every_replica_seeing_its_peers(
     # The master's summary reached the status through the operator's report API (TLS, the
     # pod's projected token, TokenReview): the pod itself holds no Kubernetes right.
     assert status["tracking"]["metrics"]["peers_reached"]["value"] == 3
+
+
+def test_a_killed_worker_restarts_the_experiment_and_each_attempt_tracks_apart(
+    stack, namespace, tmp_path
+):
+    # Attempt 1: every replica logs its attempt; worker 1 is then SIGKILLed (exit 137,
+    # retriable) while the others wait. Attempt 2: every replica logs and exits 0.
+    program = (
+        "import json, os, signal, time; from incluster import context, tracking;"
+        "t = json.loads(os.environ['INCLUSTER_TASK_INFO']); a = context.get_attempt();"
+        "tracking.log_metric('attempt', a, step=0);"
+        "info = json.loads(os.environ['INCLUSTER_EXPERIMENT_INFO']); assert info['attempt'] == a;"
+        "(a == 1 and t == {'type': 'worker', 'index': 1}) and os.kill(os.getpid(), signal.SIGKILL);"
+        "a == 1 and time.sleep(300)"
+    )
+
+    def change(doc):
+        for replica in doc["spec"]["replicas"].values():
+            replica["restartPolicy"] = "Never"
+            replica["template"]["spec"]["containers"][0]["command"] = ["python", "-c", program]
+        # allWorkers: the workers finish attempt 2 before cleanup may stop them.
+        doc["spec"]["runPolicy"] = {
+            "failurePolicy": {"restartExperiment": True, "maxRestarts": 1},
+            "successPolicy": "allWorkers",
+        }
+
+    name = apply(stack, tmp_path, namespace, change)
+    assert stack.wait_finished(name, namespace) == "Succeeded"
+    status = stack.experiment(name, namespace)["status"]
+    assert (status["attempt"], status["experimentRestarts"]) == (2, 1)
+    if not isinstance(stack, DevStack):
+        return
+    outputs = stack.outputs_dir(status["outputsPath"].removeprefix("/outputs/"))
+
+    def attempts(file):
+        return [e.value for e in read_events(file) if isinstance(e, Metric)]
+
+    assert attempts(outputs / "events" / "worker-1.jsonl") == [1]
+    assert attempts(outputs / "events" / "worker-1.attempt-2.jsonl") == [2]
+    assert attempts(outputs / "events" / "master-0.attempt-2.jsonl") == [2]
 
 
 def test_failing_worker_fails_the_experiment_naming_the_replica(stack, namespace, tmp_path):

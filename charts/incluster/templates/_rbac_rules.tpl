@@ -21,10 +21,16 @@ requests the operator really sends: add a verb here only with the code that uses
   resources: [pods]
   verbs: [get, list, watch, create, delete]
 # One headless Service and one context ConfigMap per Experiment (deleted with it by
-# their owner reference; get only to adopt them after a restart).
+# their owner reference; get adopts them after a restart).
 - apiGroups: [""]
   resources: [services, configmaps]
-  verbs: [get, create]
+  verbs: [get, create, delete]
+# Gang scheduling: one PodGroup per Experiment that names spec.schedulingPolicy.scheduler.
+# get: read back on a conflict; delete (also on Services and ConfigMaps): a child an
+# earlier Experiment of the same name left behind (deleted, not yet collected) is removed.
+- apiGroups: [scheduling.x-k8s.io, scheduling.volcano.sh]
+  resources: [podgroups]
+  verbs: [get, create, delete]
 # Events on the Experiment (POST only, never patch).
 - apiGroups: [""]
   resources: [events]

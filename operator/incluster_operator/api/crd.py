@@ -110,6 +110,12 @@ def definition() -> dict[str, Any]:
                             "jsonPath": ".status.ready",
                         },
                         {
+                            "name": "Attempt",
+                            "type": "integer",
+                            "description": "Whole-experiment attempt (restartExperiment)",
+                            "jsonPath": ".status.attempt",
+                        },
+                        {
                             "name": "Metric",
                             "type": "string",
                             "description": "spec.primaryMetric's latest value and step",

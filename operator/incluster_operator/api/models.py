@@ -29,7 +29,12 @@ Framework = Literal["none", "tensorflow", "pytorch", "jax"]
 RestartPolicy = Literal["Never", "OnFailure", "ExitCode"]
 CleanPodPolicy = Literal["None", "Running", "All"]
 SuccessPolicy = Literal["default", "allWorkers"]
-Phase = Literal["Pending", "Running", "Succeeded", "Failed"]
+Phase = Literal["Pending", "Queued", "Running", "Restarting", "Suspended", "Succeeded", "Failed"]
+#: Gang schedulers the operator creates a PodGroup for (docs/scheduling.md).
+Scheduler = Literal["volcano", "scheduler-plugins"]
+
+#: Upper bound of runPolicy.failurePolicy.maxRestarts: a bound, not a loop.
+MAX_RESTARTS = 100
 
 #: Per replica type; the cluster definition of 10,000 addresses still fits a ConfigMap.
 MAX_REPLICAS = 10_000
@@ -116,8 +121,91 @@ class OutputsRefs(_Model):
     )
 
 
+class FailurePolicy(_Model):
+    """Whole-experiment restarts: one retriable replica failure restarts every pod.
+
+    Why: a distributed job (DDP, collective all-reduce) cannot continue with one dead
+    rank; recreating only that pod leaves the others hanging until their deadline.
+    """
+
+    restart_experiment: bool = Field(
+        default=False,
+        description=(
+            "true: on a retriable replica failure every pod is deleted and recreated as a "
+            "new attempt (status.attempt, env INCLUSTER_ATTEMPT); a non-retriable failure "
+            "fails the experiment at once. Requires maxRestarts."
+        ),
+    )
+    max_restarts: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_RESTARTS,
+        description=(
+            f"How many whole-experiment restarts are allowed (0 to {MAX_RESTARTS}); "
+            "required with restartExperiment."
+        ),
+    )
+    retriable_exit_codes: list[Annotated[int, Field(ge=1, le=255)]] = Field(
+        default_factory=list,
+        description=(
+            "Exit codes (1-255) that restart the experiment. With neither this nor "
+            "retriableSignals: codes >= 128 (killed by a signal: OOM, preemption) are "
+            "retriable, lower codes are not."
+        ),
+    )
+    retriable_signals: list[Annotated[int, Field(ge=1, le=127)]] = Field(
+        default_factory=list,
+        description=(
+            "Signal numbers (9 = SIGKILL, 15 = SIGTERM) whose exit code 128 + signal "
+            "restarts the experiment."
+        ),
+    )
+
+
+class SchedulingPolicy(_Model):
+    """How the experiment shares the cluster: a queue, gang scheduling, a priority."""
+
+    queue: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=63,
+        description=(
+            "Kueue LocalQueue name (label kueue.x-k8s.io/queue-name on every pod, admitted "
+            "as one plain pod group); with scheduler volcano, the Volcano queue of the "
+            "PodGroup instead. A DNS label."
+        ),
+    )
+    min_available: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "Pods that must be schedulable together (the PodGroup's minMember); default: "
+            "every replica. At most the total replica count."
+        ),
+    )
+    priority_class: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=253,
+        description="PriorityClass of every pod (and of the PodGroup).",
+    )
+    scheduler: str | None = Field(
+        default=None,
+        description=(
+            "Gang scheduler: volcano or scheduler-plugins (coscheduling). The operator "
+            "creates the matching PodGroup, owned by the Experiment, and sets each pod's "
+            "schedulerName and group label. Unset: the default scheduler, no PodGroup."
+        ),
+    )
+
+
 class RunPolicy(_Model):
     """How the experiment is retried, bounded in time and cleaned up."""
+
+    failure_policy: FailurePolicy = Field(
+        default_factory=FailurePolicy,
+        description="Whole-experiment restarts on a retriable failure, bounded by maxRestarts.",
+    )
 
     backoff_limit: int = Field(
         default=6,
@@ -210,6 +298,18 @@ class ExperimentSpec(_Model):
         default=None,
         description="Name of the metric to show in status.tracking.primaryMetric.",
     )
+    suspend: bool = Field(
+        default=False,
+        description=(
+            "true: no pods run (running ones are deleted, the status is kept, phase "
+            "Suspended, the activeDeadlineSeconds clock paused); false again: the pods come "
+            "back with the same context."
+        ),
+    )
+    scheduling_policy: SchedulingPolicy = Field(
+        default_factory=SchedulingPolicy,
+        description="Queue (Kueue), gang scheduling (PodGroup) and priority.",
+    )
     polyaxon_env: bool | None = Field(
         default=None,
         description=(
@@ -223,7 +323,11 @@ class ExperimentSpec(_Model):
 class Condition(_Observed):
     """One observed fact about the experiment, in the Kubernetes conditions style."""
 
-    type: str = Field(description="Created, Running, Restarting, Succeeded, Failed, InvalidSpec.")
+    type: str = Field(
+        description=(
+            "Created, Running, Restarting, Suspended, Queued, Succeeded, Failed, InvalidSpec."
+        )
+    )
     status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
     reason: str = Field(description="A CamelCase reason, for machines.")
     message: str = Field(description="What happened and, for failures, how to fix it.")
@@ -244,7 +348,10 @@ class ReplicaStatus(_Observed):
 class ExperimentStatus(_Observed):
     """What the operator observed; written only by the operator (and tracking by replicas)."""
 
-    phase: Phase | None = Field(default=None, description="Pending, Running, Succeeded, Failed.")
+    phase: Phase | None = Field(
+        default=None,
+        description="Pending, Queued, Running, Restarting, Suspended, Succeeded, Failed.",
+    )
     conditions: list[Condition] = Field(default_factory=list, description="Observed facts.")
     replica_statuses: dict[str, ReplicaStatus] = Field(
         default_factory=dict, description="Pod counts per replica type."
@@ -297,6 +404,23 @@ class ExperimentStatus(_Observed):
     )
     observed_generation: int | None = Field(
         default=None, description="The spec generation this status describes."
+    )
+    attempt: int = Field(
+        default=1,
+        description="Which attempt of the whole experiment runs (1, +1 per restart).",
+    )
+    experiment_restarts: int = Field(
+        default=0,
+        description="Whole-experiment restarts counted against failurePolicy.maxRestarts.",
+    )
+    paused_since: str | None = Field(
+        default=None,
+        description="When the current suspension or queueing began (the deadline clock stops).",
+        json_schema_extra={"format": "date-time"},
+    )
+    paused_seconds: int = Field(
+        default=0,
+        description="Seconds since startTime spent suspended or queued (the deadline skips them).",
     )
     tracking: dict[str, Any] | None = Field(
         default=None,

@@ -21,6 +21,8 @@ LABEL_EXPERIMENT: Final = LABEL_PREFIX + "experiment"
 LABEL_EXPERIMENT_UID: Final = LABEL_PREFIX + "experiment-uid"
 LABEL_REPLICA_TYPE: Final = LABEL_PREFIX + "replica-type"
 LABEL_REPLICA_INDEX: Final = LABEL_PREFIX + "replica-index"
+#: Which whole-experiment attempt a pod belongs to (status.attempt when it was created).
+LABEL_ATTEMPT: Final = LABEL_PREFIX + "attempt"
 LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
 MANAGED_BY: Final = "incluster"
 

@@ -83,11 +83,16 @@ value >= 1`. Checked: a missing template or containers, replica counts out of ra
 unknown replica type, framework or data store, `master` together with `chief`, more than
 one master/chief, names that make a pod hostname longer than 63 characters, and clashes
 between the template and what the operator sets (env names, volume names, mount paths,
-`hostname`, `restartPolicy`).
+`hostname`, `restartPolicy`, and the queue, gang and priority fields below). Sharing a
+cluster adds: an unknown `schedulingPolicy.scheduler`, `minAvailable` above the replica
+count, a `queue` (or `kueue.x-k8s.io/queue-name` label) that is not a DNS label, and
+`failurePolicy.restartExperiment` without `maxRestarts`.
 
 ## Status and policies
 
-- `phase`: `Pending` until every pod runs, then `Running`, then `Succeeded` or `Failed`.
+- `phase`: `Pending` until every pod runs, then `Running`, then `Succeeded` or `Failed`;
+  `Queued` while pods wait behind scheduling gates (Kueue admission), `Suspended` while
+  `spec.suspend` is true, `Restarting` while a whole-experiment restart replaces the pods.
 - Success: the master/chief decides when present, else worker 0; with
   `runPolicy.successPolicy: allWorkers` every worker (and the master/chief) must succeed.
 - Failures: `restartPolicy: Never` fails the experiment on the first failed pod;
@@ -95,7 +100,18 @@ between the template and what the operator sets (env names, volume names, mount 
   a signal (exit code >= 128); both count against `runPolicy.backoffLimit`.
 - `runPolicy.activeDeadlineSeconds` fails an experiment running longer;
   `cleanPodPolicy` (`Running` by default) deletes pods when it ends;
-  `ttlSecondsAfterFinished` deletes the Experiment itself afterwards.
+  `ttlSecondsAfterFinished` deletes the Experiment itself afterwards. Time spent
+  suspended or queued does not count (`status.pausedSeconds`).
+- `spec.suspend: true` deletes every pod and keeps the status; `false` recreates them
+  with the same context (same ConfigMap, names and attempt). An Experiment may be
+  created suspended.
+- `runPolicy.failurePolicy.restartExperiment` (with `maxRestarts`): a retriable failure
+  (by default exit codes >= 128; else `retriableExitCodes` / `retriableSignals`) deletes
+  every pod and starts attempt `status.attempt + 1` (env `INCLUSTER_ATTEMPT`, experiment
+  info `attempt`, pod label `incluster.dev/attempt`); a non-retriable one fails at once.
+- `spec.schedulingPolicy`: Kueue `queue`, gang scheduling (`scheduler`, `minAvailable`:
+  a PodGroup owned by the Experiment) and `priorityClass`; see
+  [scheduling.md](scheduling.md).
 """
 
 

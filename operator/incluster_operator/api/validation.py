@@ -16,7 +16,7 @@ import pydantic
 from incluster import contract
 
 from incluster_operator.api import names
-from incluster_operator.api.models import ExperimentSpec
+from incluster_operator.api.models import ExperimentSpec, Scheduler
 from incluster_operator.settings import Settings
 
 #: topology.loopback_host encodes the index in 13 bits.
@@ -154,10 +154,104 @@ def too_deep(raw: Any, limit: int = MAX_SPEC_DEPTH) -> str | None:
     return None
 
 
-def validate(raw: Any, name: str, settings: Settings, namespace: str = "default") -> ExperimentSpec:
+#: ``SchedulingPolicy.scheduler`` values; the schema keeps a string so a typo gets a fix.
+SCHEDULERS: tuple[Scheduler, ...] = ("volcano", "scheduler-plugins")
+#: Kubernetes' DNS-1123 subdomain (a PriorityClass name).
+_DNS_SUBDOMAIN_MAX = 253
+
+
+def scheduling_problems(spec: ExperimentSpec, queue_label: str | None = None) -> list[str]:
+    """Problems of ``spec.schedulingPolicy``, ``spec.runPolicy.failurePolicy`` and the queue.
+
+    ``queue_label`` is the Experiment's own ``kueue.x-k8s.io/queue-name`` label, which
+    names the queue when the spec does not.
+    """
+    problems: list[str] = []
+    policy = spec.scheduling_policy
+    where = "spec.schedulingPolicy"
+    if policy.scheduler is not None and policy.scheduler not in SCHEDULERS:
+        problems.append(
+            f"{where}.scheduler: unknown scheduler {policy.scheduler!r}; use one of "
+            f"{list(SCHEDULERS)} or remove it (the default scheduler, no gang)"
+        )
+    total = sum(r.replicas for r in spec.replicas.values())
+    if policy.min_available is not None and policy.min_available > total:
+        problems.append(
+            f"{where}.minAvailable: {policy.min_available} is above the {total} replica(s) "
+            f"of the experiment; use at most {total} or remove it (default: every replica)"
+        )
+    if policy.min_available is not None and policy.scheduler is None:
+        problems.append(
+            f"{where}.minAvailable: only a gang scheduler uses it; set "
+            f"{where}.scheduler (volcano or scheduler-plugins) or remove it"
+        )
+    if policy.queue is not None and not names.DNS_LABEL.match(policy.queue):
+        problems.append(
+            f"{where}.queue: {policy.queue!r} is not a DNS label; use lowercase letters, "
+            "digits and '-' (the name of a Kueue LocalQueue or a Volcano queue)"
+        )
+    if queue_label is not None and (
+        len(queue_label) > names.DNS_LABEL_MAX or not names.DNS_LABEL.match(queue_label)
+    ):
+        problems.append(
+            f"metadata.labels.kueue.x-k8s.io/queue-name: {queue_label!r} is not a DNS label; "
+            "name a Kueue LocalQueue with lowercase letters, digits and '-'"
+        )
+    if (
+        queue_label is not None
+        and policy.queue is not None
+        and queue_label != policy.queue
+        and policy.scheduler != "volcano"
+    ):
+        problems.append(
+            f"{where}.queue: {policy.queue!r} differs from the Experiment's label "
+            f"kueue.x-k8s.io/queue-name {queue_label!r}; keep one of them"
+        )
+    if policy.priority_class is not None and (
+        len(policy.priority_class) > _DNS_SUBDOMAIN_MAX
+        or not all(names.DNS_LABEL.match(part) for part in policy.priority_class.split("."))
+    ):
+        problems.append(
+            f"{where}.priorityClass: {policy.priority_class!r} is not a valid PriorityClass "
+            "name; use lowercase letters, digits, '-' and '.'"
+        )
+    failure = spec.run_policy.failure_policy
+    fwhere = "spec.runPolicy.failurePolicy"
+    if failure.restart_experiment and failure.max_restarts is None:
+        problems.append(
+            f"{fwhere}.maxRestarts: restartExperiment needs a bound; set maxRestarts "
+            "(for example 3)"
+        )
+    if not failure.restart_experiment and (
+        failure.max_restarts is not None
+        or failure.retriable_exit_codes
+        or failure.retriable_signals
+    ):
+        problems.append(
+            f"{fwhere}.restartExperiment: maxRestarts and the retriable codes apply only to "
+            "whole-experiment restarts; set restartExperiment: true or remove them"
+        )
+    if failure.restart_experiment:
+        for task_type, replica in sorted(spec.replicas.items()):
+            if replica.restart_policy != "Never":
+                problems.append(
+                    f"spec.replicas.{task_type}.restartPolicy: {replica.restart_policy} "
+                    "recreates single pods, which restartExperiment replaces; set Never"
+                )
+    return problems
+
+
+def validate(
+    raw: Any,
+    name: str,
+    settings: Settings,
+    namespace: str = "default",
+    queue_label: str | None = None,
+) -> ExperimentSpec:
     """Parse and check an Experiment's ``spec`` (a JSON-like object) named ``name``.
 
-    ``spec.project`` defaults to ``namespace``. Raises ``InvalidSpec`` for any problem,
+    ``spec.project`` defaults to ``namespace``; ``queue_label`` is the Experiment's
+    ``kueue.x-k8s.io/queue-name`` label, if any. Raises ``InvalidSpec`` for any problem,
     and nothing else.
     """
     if not isinstance(raw, Mapping):
@@ -222,6 +316,7 @@ def validate(raw: Any, name: str, settings: Settings, namespace: str = "default"
         problems.append("spec.data: a data store is listed twice; list each once")
     if not unknown:
         problems.extend(_name_problems(name, spec))
+    problems.extend(scheduling_problems(spec, queue_label))
     if problems:
         raise InvalidSpec(problems)
     return spec

@@ -204,8 +204,10 @@ def spec_document(spec: ExperimentSpec) -> dict[str, Any]:
     """The validated spec as JSON (``spec.json`` in the context ConfigMap): the run's spec.
 
     Defaults are filled in, so two manifests that mean the same give the same document.
+    ``suspend`` is left out: it is a switch a started run follows (docs/scheduling.md),
+    not part of what the run runs, so flipping it is no ignored edit.
     """
-    return spec.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return spec.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"suspend"})
 
 
 def context_document(
@@ -248,6 +250,10 @@ class Plan:
     common_env: tuple[tuple[str, str], ...]
     #: Experiment ref -> the run id it resolved to (``status.outputsRefsRuns``).
     ref_runs: Mapping[str, str] = field(default_factory=dict)
+    #: The whole-experiment attempt the pods are rendered for (status.attempt).
+    attempt: int = 1
+    #: The Kueue LocalQueue (spec.schedulingPolicy.queue or the Experiment's label).
+    kueue_queue: str | None = None
 
 
 def _common_env(
@@ -256,6 +262,7 @@ def _common_env(
     settings: Settings,
     inline_cluster: bool,
     ref_runs: Mapping[str, str] | None = None,
+    attempt: int = 1,
 ) -> tuple[tuple[str, str], ...]:
     """Experiment-wide env. Values that grow with user input are inlined only when small.
 
@@ -265,7 +272,11 @@ def _common_env(
     limit = settings.inline_env_max_bytes
     env: list[tuple[str, str]] = [
         (contract.ENV_CONTEXT_DIR, settings.context_dir),
-        (contract.ENV_EXPERIMENT_INFO, dumps(experiment_info(spec, meta))),
+        (
+            contract.ENV_EXPERIMENT_INFO,
+            dumps({**experiment_info(spec, meta), contract.INFO_ATTEMPT: attempt}),
+        ),
+        (contract.ENV_ATTEMPT, str(attempt)),
         (contract.ENV_OUTPUTS_PATH, outputs_path(spec, meta, settings)),
         (contract.ENV_SUMMARY_SYNC_SECONDS, f"{settings.summary_sync_seconds:g}"),
     ]
@@ -290,8 +301,13 @@ def plan(
     meta: ExperimentMeta,
     settings: Settings,
     ref_runs: Mapping[str, str] | None = None,
+    attempt: int = 1,
+    kueue_queue: str | None = None,
 ) -> Plan:
-    """Compute the experiment-wide values once; ``ref_runs``: experiment ref -> run id."""
+    """Compute the experiment-wide values once; ``ref_runs``: experiment ref -> run id.
+
+    ``attempt`` is the whole-experiment attempt the pods are rendered for.
+    """
     cluster = cluster_def(spec, meta, settings)
     # Not key-sorted: the cluster's order (master, chief, worker, ps, evaluator) is meaningful.
     cluster_json = json.dumps(cluster, separators=(",", ":"))
@@ -304,8 +320,10 @@ def plan(
         cluster_json=cluster_json,
         context_json=dumps(context_document(spec, meta, settings, ref_runs)),
         inline_cluster=inline,
-        common_env=_common_env(spec, meta, settings, inline, ref_runs),
+        common_env=_common_env(spec, meta, settings, inline, ref_runs, attempt),
         ref_runs=dict(ref_runs or {}),
+        attempt=attempt,
+        kueue_queue=kueue_queue,
     )
 
 

@@ -17,6 +17,7 @@ from incluster import contract
 from incluster_operator.api import names
 from incluster_operator.api.models import API_VERSION, KIND
 from incluster_operator.api.validation import InvalidSpec
+from incluster_operator.render import scheduling
 from incluster_operator.render.context import (
     ExperimentMeta,
     Plan,
@@ -223,6 +224,7 @@ def render_pod(p: Plan, task_type: str, index: int) -> dict[str, Any]:
     _check_template_spec(pod_spec, where, restart_policy)
 
     labels = identity_labels(p.meta, task_type, index)
+    labels[names.LABEL_ATTEMPT] = str(p.attempt)
     user_labels = dict(metadata.get("labels") or {})
     for key, value in user_labels.items():
         if key in labels and labels[key] != value:
@@ -251,7 +253,8 @@ def render_pod(p: Plan, task_type: str, index: int) -> dict[str, Any]:
     }
     if metadata.get("annotations"):
         pod_metadata["annotations"] = dict(metadata["annotations"])
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": pod_metadata, "spec": spec_out}
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": pod_metadata, "spec": spec_out}
+    return scheduling.schedule_pod(p, pod, where)
 
 
 def replica_keys(p: Plan) -> list[tuple[str, int]]:

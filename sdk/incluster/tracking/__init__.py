@@ -90,6 +90,7 @@ def init(outputs_path: str | os.PathLike[str] | None = None) -> Run:
             on_end=_forget,
             outputs_url=url,
             upload_seconds=interval,
+            attempt=context.get_attempt(),
         )
         _bind(run)
         _start_sync(run)

@@ -100,6 +100,8 @@ class RunStarted:
     pid: int
     format: int
     timestamp: float
+    #: The whole-experiment attempt that wrote the file (1 when the record has none).
+    attempt: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +181,9 @@ def decode(line: bytes | str, source: str = "") -> Event:
         return DataRef(source, raw["n"], raw["hash"], t, raw.get("reset") is True)
     if kind == "run" and raw.get("event") == "start":
         task = raw["task"]
-        return RunStarted(source, task["type"], task["index"], raw["pid"], raw["format"], t)
+        return RunStarted(
+            source, task["type"], task["index"], raw["pid"], raw["format"], t, raw.get("attempt", 1)
+        )
     if kind == "run" and raw.get("event") == "end":
         return RunEnded(source, raw["status"], raw["dropped"], t)
     return Unknown(source, str(kind), raw)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from incluster.contract import EVENTS_SUFFIX
+from incluster.contract import EVENTS_ATTEMPT_INFIX, EVENTS_SUFFIX
 
 _TASK_TYPE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_")
 
@@ -24,8 +24,11 @@ def _is_task_type(text: str) -> bool:
     )
 
 
-def events_file_name(task_type: str, task_index: int) -> str:
+def events_file_name(task_type: str, task_index: int, attempt: int = 1) -> str:
     """``<type>-<index>.jsonl``: one file per replica, so replicas never share a file.
+
+    A whole-experiment restart's later attempts write ``<type>-<index>.attempt-<n>.jsonl``,
+    so each attempt's records stay apart (and attempt 1 keeps the name it always had).
 
     The task type comes from the environment; it is checked against a DNS-label-like
     pattern so that it can never smuggle a path separator into the file name.
@@ -37,7 +40,10 @@ def events_file_name(task_type: str, task_index: int) -> str:
         )
     if type(task_index) is not int or task_index < 0:
         raise ValueError(f"task index {task_index!r} must be a non-negative int")
-    return f"{task_type}-{task_index}{EVENTS_SUFFIX}"
+    if type(attempt) is not int or attempt < 1:
+        raise ValueError(f"attempt {attempt!r} must be an int >= 1")
+    infix = f"{EVENTS_ATTEMPT_INFIX}{attempt}" if attempt > 1 else ""
+    return f"{task_type}-{task_index}{infix}{EVENTS_SUFFIX}"
 
 
 def inside(root: str, name: str | os.PathLike[str], *, argument: str) -> str:

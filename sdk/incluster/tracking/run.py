@@ -204,14 +204,19 @@ class Run:
         *,
         register_atexit: bool = True,
         on_end: Callable[[Run], None] | None = None,
+        attempt: int = 1,
         outputs_url: str | None = None,
         upload_seconds: float = 10.0,
     ) -> None:
         self._on_end = on_end
         self.outputs_path = os.path.abspath(os.fspath(outputs_path))
         self.events_path = os.path.join(
-            self.outputs_path, contract.DIR_EVENTS, paths.events_file_name(task_type, task_index)
+            self.outputs_path,
+            contract.DIR_EVENTS,
+            paths.events_file_name(task_type, task_index, attempt),
         )
+        #: The whole-experiment attempt (``INCLUSTER_ATTEMPT``); 1 outside restarts.
+        self.attempt = attempt
         self.task_type = task_type
         self.task_index = task_index
         #: Records that could not be written (full disk, read-only dir, ended run).
@@ -240,6 +245,8 @@ class Run:
             "pid": os.getpid(),
             "t": now_ms(),
         }
+        if attempt > 1:
+            start["attempt"] = attempt
         self._append((_dumps(start) + "\n").encode(), 1)
         #: The background uploader when the outputs live in an object store (else None).
         self.uploader: Uploader | None = None

@@ -27,8 +27,8 @@ ENV PATH=/opt/incluster/bin:$PATH \
 COPY --from=build /opt/incluster /opt/incluster
 USER 65532:65532
 WORKDIR /tmp
-# kopf's health endpoint (--liveness), probed by the chart.
-EXPOSE 8080
+# kopf's health endpoint (--liveness), probed by the chart; the HTTPS report API.
+EXPOSE 8080 8443
 # The chart sets the command itself (namespaces, log level); this default is the
 # chart's cluster-wide command, so `docker run` behaves like the default install.
 CMD ["kopf", "run", "--standalone", "--all-namespaces", "-m", "incluster_operator.handlers", "--liveness=http://0.0.0.0:8080/healthz"]

@@ -219,6 +219,7 @@ def _operator(kubeconfig: Path, log: Path) -> subprocess.Popen[bytes]:
         if not k.startswith(("INCLUSTER_OPERATOR_", "KUBERNETES_SERVICE"))
     }
     env["KUBECONFIG"] = str(kubeconfig)
+    env["INCLUSTER_OPERATOR_REPORT_LISTEN"] = "127.0.0.1:0"
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
     with log.open("wb") as out:
         return subprocess.Popen(

@@ -123,3 +123,66 @@ def forbidden_message(attributes: Attributes, user: str) -> str:
         f'{what} is forbidden: User "{user}" cannot {attributes.verb} resource '
         f'"{attributes.resource}" in API group "{attributes.group}"{where}'
     )
+
+
+#: The audiences a token without explicit ones is minted for: the API server's own (what
+#: kube-apiserver's ``--api-audiences`` defaults to, the issuer URL).
+API_AUDIENCES = ("https://kubernetes.default.svc.cluster.local",)
+
+
+def token_audiences(token: IssuedToken) -> tuple[str, ...]:
+    return token.audiences or API_AUDIENCES
+
+
+def accepted_by_api(token: IssuedToken) -> bool:
+    """Whether the API server takes the token as a credential: only for its own audience.
+
+    A projected token minted for another audience (the operator's report API) is refused
+    with 401, which is what keeps a pod's report token from being an API credential.
+    """
+    return bool(set(token_audiences(token)) & set(API_AUDIENCES))
+
+
+def review_status(
+    token: IssuedToken | None,
+    audiences: Iterable[str],
+    now: datetime.datetime,
+    bound: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """A TokenReview's ``status`` as kube-apiserver writes it.
+
+    Authenticated only when the token is known, unexpired, its bound object still exists
+    with the same uid, and it was minted for one of ``audiences`` (the API server's own
+    when none are asked for). A pod-bound token carries the pod's name and uid in
+    ``user.extra``, under the keys kube-apiserver uses.
+    """
+    wanted = tuple(audiences) or API_AUDIENCES
+    if token is None:
+        return {"authenticated": False, "error": "invalid bearer token"}
+    problem = unauthenticated_reason(token, now, bound)
+    if problem is not None:
+        return {"authenticated": False, "error": problem}
+    matched = [a for a in wanted if a in token_audiences(token)]
+    if not matched:
+        return {
+            "authenticated": False,
+            "error": "token audiences "
+            f"{list(token_audiences(token))} is invalid for the target audiences {list(wanted)}",
+        }
+    extra: dict[str, list[str]] = {}
+    if token.bound_kind == "Pod":
+        extra["authentication.kubernetes.io/pod-name"] = [token.bound_name or ""]
+        extra["authentication.kubernetes.io/pod-uid"] = [token.bound_uid or ""]
+    return {
+        "authenticated": True,
+        "user": {
+            "username": user_of(token),
+            "groups": [
+                "system:serviceaccounts",
+                f"system:serviceaccounts:{token.namespace}",
+                "system:authenticated",
+            ],
+            "extra": extra,
+        },
+        "audiences": matched,
+    }

@@ -161,6 +161,8 @@ class DevStack(Stack):
         env = {
             **self.env(),
             "INCLUSTER_OPERATOR_ADDRESSING": "loopback",
+            # One machine: the report API on a free loopback port, a self-signed pair.
+            "INCLUSTER_OPERATOR_REPORT_LISTEN": "127.0.0.1:0",
             "INCLUSTER_OPERATOR_OUTPUTS_HOST_PATH": OUTPUTS_HOST_PATH,
             **({"INCLUSTER_OPERATOR_NAMESPACES": self.namespace} if self.namespace else {}),
             **self.operator_env,

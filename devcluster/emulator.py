@@ -54,6 +54,7 @@ _SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 PRELOADED_NAMESPACES = ("default", "kube-system", "kube-public")
 ROOT_CA = "-----BEGIN CERTIFICATE-----\ndevcluster serves plain HTTP\n-----END CERTIFICATE-----\n"
 MIN_TOKEN_SECONDS = 600
+TOKEN_REVIEWS = ("authentication.k8s.io", "v1", "tokenreviews")
 
 
 class _Event(NamedTuple):
@@ -286,6 +287,8 @@ class Emulator(kmock.KubernetesEmulator):
             )
         if authz.unauthenticated_reason(token, now(), bound) is not None:
             raise api_error(401, "Unauthorized", "Unauthorized")
+        if not authz.accepted_by_api(token):
+            raise api_error(401, "Unauthorized", "Unauthorized")  # another audience's token
         parsed = parse_path(raw.path)
         if parsed is None or parsed.plural is None:
             return  # discovery and non-resource paths: every authenticated user may read them
@@ -412,6 +415,8 @@ class Emulator(kmock.KubernetesEmulator):
             )
         if sub is not None:
             return self._serve_subresource(request, key, info, parsed)
+        if key == TOKEN_REVIEWS and method == "POST" and name is None:
+            return aiohttp.web.json_response(self._review(request.data), status=201)
         if method == "GET" and params.get("watch") in ("true", "1"):
             return await self._watch(request, raw, key, info, parsed)
         if method == "GET" and name is None:
@@ -1020,6 +1025,30 @@ class Emulator(kmock.KubernetesEmulator):
             "metadata": {"name": name, "namespace": namespace, "creationTimestamp": timestamp()},
             "spec": {**spec, "expirationSeconds": seconds},
             "status": {"token": token, "expirationTimestamp": timestamp(expires)},
+        }
+
+    def _bound_object(self, token: IssuedToken) -> dict[str, Any] | None:
+        if token.bound_kind is None:
+            return None
+        plural = {"Secret": "secrets", "Pod": "pods"}[token.bound_kind]
+        return self._store.get(("", "v1", plural), {}).get(
+            (token.namespace, token.bound_name or "")
+        )
+
+    def _review(self, body: Any) -> dict[str, Any]:
+        """TokenReview: who a bearer token is, for the audiences asked (never stored)."""
+        spec = (body or {}).get("spec") if isinstance(body, dict) else None
+        if not isinstance(spec, dict) or not isinstance(spec.get("token"), str):
+            raise api_error(422, "Invalid", "spec.token: Required value")
+        token = self.tokens.get(spec["token"])
+        bound = self._bound_object(token) if token is not None else None
+        status = authz.review_status(token, spec.get("audiences") or (), now(), bound)
+        return {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenReview",
+            "metadata": {"creationTimestamp": None},
+            "spec": spec,
+            "status": status,
         }
 
     # -- watch -----------------------------------------------------------------------------------

@@ -20,7 +20,6 @@ from incluster_operator.api.models import ExperimentSpec
 from incluster_operator.api.validation import InvalidSpec, validate
 from incluster_operator.render import (
     ExperimentMeta,
-    access,
     owner_reference,
     plan,
     render_config_map,
@@ -56,20 +55,6 @@ def meta_of(body: Mapping[str, Any]) -> ExperimentMeta:
         namespace=str(metadata.get("namespace", "")),
         uid=str(metadata.get("uid", "")),
     )
-
-
-def access_objects(spec: ExperimentSpec, meta: ExperimentMeta) -> tuple[dict[str, Any], ...]:
-    """The scoped identity (ServiceAccount, Role, RoleBinding, empty token Secret), owned.
-
-    The Role may read the experiments whose outputs this one mounts: a reference's last
-    part is that experiment's name.
-    """
-    refs = [ref.rsplit("/", 1)[-1] for ref in spec.outputs_refs.experiments]
-    labels = {**names.selector(meta.name, meta.uid), names.LABEL_MANAGED_BY: names.MANAGED_BY}
-    objects = access.access_objects(meta.name, meta.namespace, refs, labels)
-    for obj in objects:
-        obj["metadata"]["ownerReferences"] = [owner_reference(meta)]
-    return tuple(objects)
 
 
 def _labels(body: Mapping[str, Any]) -> dict[str, str]:
@@ -139,16 +124,13 @@ def _render(
     """Pods for the attempt the status names, in the Kueue queue the Experiment names."""
     queue = scheduling.kueue_queue(spec, _labels(body))
     p = plan(spec, meta, settings, ref_runs, attempt_of(body), queue)
-    pods = {
-        key: access.with_token_sources(render_pod(p, *key), meta.name) for key in replica_keys(p)
-    }
+    pods = {key: render_pod(p, *key) for key in replica_keys(p)}
     return Desired(
         spec=spec,
         meta=meta,
         children=(
             render_service(p),
             render_config_map(p),
-            *access_objects(spec, meta),
             *pod_group(p),
         ),
         pods=pods,
@@ -210,6 +192,10 @@ def admit(
                 missing, meta.namespace, _status(body), now, _generation(body)
             )
         return _render(spec, meta, settings, runs, body)
+    except RecursionError:
+        # A last resort: validation bounds the depth, but no object may stop the operator.
+        problem = InvalidSpec(["spec: too deeply nested to process; flatten spec.declarations"])
+        return status.invalid(problem, _status(body), now, _generation(body))
     except InvalidSpec as problem:
         return status.invalid(problem, _status(body), now, _generation(body))
 

@@ -8,7 +8,7 @@ experiments and, after a restart, for existing ones: create and resume in one co
 idempotent by the deterministic render (same names) and ``k8s.ensure`` (409 -> adopt).
 
 The pod event handler does no I/O, it only wakes the owning loop. This module is only
-wiring: a round is ``reconcile.reconcile`` (I/O through ``k8s`` and ``tokens``, run in a
+wiring: a round is ``reconcile.reconcile`` (I/O through ``k8s``, run in a
 worker thread because the ``kubernetes`` client blocks), and what the experiment should
 own is ``desired.admit`` (pure).
 """
@@ -16,26 +16,31 @@ own is ``desired.admit`` (pure).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 import kopf
 
-from incluster_operator import k8s, tokens
+from incluster_operator import k8s, tlsfiles
 from incluster_operator.api import names
 from incluster_operator.api.models import GROUP, PLURAL, VERSION
 from incluster_operator.login import configuration, connection_info
 from incluster_operator.reconcile import loop
-from incluster_operator.settings import Settings, SettingsError, from_env
+from incluster_operator.reportapi import ReportApi
+from incluster_operator.settings import Settings, SettingsError, from_env, split_listen
 
 #: kopf's finalizer on Experiments (it stops the loop before the Experiment goes away).
 FINALIZER: Final = "incluster.dev/operator"
-#: How often the token timer looks at an experiment's token (refreshes happen far less often:
-#: at half of a lifetime of at least 600 s, ``tokens.refresh_at``).
-TOKEN_CHECK_SECONDS: Final = 60.0
+#: The API server accepts objects nested 10,000 levels deep; kopf's watcher and the API
+#: client parse them with Python's json, which needs a recursion budget above that (at
+#: the default of 1,000 one such Experiment stopped the operator, again after every
+#: restart). Validation then fails that one Experiment (``MAX_SPEC_DEPTH``).
+RECURSION_LIMIT: Final = 25_000
 
 
 @dataclass
@@ -44,6 +49,7 @@ class Runtime:
 
     api: k8s.Api
     settings: Settings
+    reports: ReportApi
     wakeups: dict[tuple[str, str], asyncio.Event] = field(default_factory=dict)
 
 
@@ -54,12 +60,14 @@ def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
 
 
 @kopf.on.startup()
-def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-    """Configure kopf for few writes and quick reactions; read the operator's settings.
+async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    """Configure kopf for few writes and quick reactions; read the settings; serve reports.
 
     ``memo.settings`` and ``memo.configuration`` (set by an embedding caller such as
-    the tests) take precedence over the environment.
+    the tests) take precedence over the environment. The report API starts before any
+    Experiment is handled: its URL and CA bundle go into every context ConfigMap.
     """
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), RECURSION_LIMIT))
     settings.persistence.finalizer = FINALIZER
     settings.posting.level = logging.WARNING  # our own Events report the transitions
     settings.peering.standalone = True
@@ -67,15 +75,48 @@ def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     settings.watching.reconnect_backoff = 0.5
     try:
         operator_settings = memo.get("settings") or from_env(os.environ)
-    except SettingsError as problem:
+        host, port = split_listen(operator_settings.report_listen)
+        tls = (
+            tlsfiles.mounted(operator_settings.report_tls_dir)
+            if operator_settings.report_tls_dir
+            else tlsfiles.self_signed(_local_names(host))
+        )
+        context = tls.server_context()
+    except (SettingsError, tlsfiles.TLSError) as problem:
         raise kopf.PermanentError(str(problem)) from None
-    memo.runtime = Runtime(api=k8s.connect(configuration(memo)), settings=operator_settings)
+    api = k8s.connect(configuration(memo))
+    reports = ReportApi(api, operator_settings.report_audience)
+    try:
+        bound = await reports.start(host, port, context)
+    except OSError as problem:
+        api.close()
+        raise kopf.PermanentError(
+            f"the report API cannot listen on {operator_settings.report_listen} ({problem}); "
+            "free the port or change INCLUSTER_OPERATOR_REPORT_LISTEN"
+        ) from None
+    url = operator_settings.report_url or f"https://{_url_host(host)}:{bound}"
+    operator_settings = dataclasses.replace(
+        operator_settings, report_url=url, report_ca_pem=tls.ca_pem
+    )
+    memo.runtime = Runtime(api=api, settings=operator_settings, reports=reports)
+
+
+def _local_names(host: str) -> tuple[str, ...]:
+    """What a self-signed certificate names: the listen address and this machine."""
+    return (_url_host(host).strip("[]"), "127.0.0.1", "localhost")
+
+
+def _url_host(host: str) -> str:
+    if host in ("0.0.0.0", "::", ""):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
 
 
 @kopf.on.cleanup()
-def stop(memo: kopf.Memo, **_: Any) -> None:
+async def stop(memo: kopf.Memo, **_: Any) -> None:
     runtime: Runtime | None = memo.get("runtime")
     if runtime is not None:
+        await runtime.reports.stop()
         runtime.api.close()
 
 
@@ -99,16 +140,24 @@ async def experiment_loop(
 
 @kopf.on.event("v1", "pods", labels={names.LABEL_EXPERIMENT: kopf.PRESENT})
 async def pod_event(
-    type: str | None, namespace: str | None, labels: Mapping[str, str], memo: Any, **_: Any
+    type: str | None,
+    namespace: str | None,
+    labels: Mapping[str, str],
+    meta: Mapping[str, Any],
+    memo: Any,
+    **_: Any,
 ) -> None:
     """Wake the owning experiment's loop on a pod change; the loop reads the pods itself.
 
     ADDED is skipped: the loop looks again right after creating pods, and after a
     (re)start it lists them anyway; the resync catches a pod created by someone else.
+    A pod deleted (or being deleted) loses its report API access at once.
     """
+    runtime: Runtime | None = memo.get("runtime")
+    if runtime is not None and (type == "DELETED" or meta.get("deletionTimestamp")):
+        runtime.reports.forget_pod(str(meta.get("uid", "")))
     if type == "ADDED":
         return
-    runtime: Runtime | None = memo.get("runtime")
     key = (namespace or "", labels[names.LABEL_EXPERIMENT])
     wake = runtime.wakeups.get(key) if runtime else None
     if wake is not None:
@@ -136,23 +185,3 @@ async def experiment_event(
     wake = runtime.wakeups.get((namespace or "", name or "")) if runtime else None
     if wake is not None:
         wake.set()
-
-
-def _active(status: Mapping[str, Any], **_: Any) -> bool:
-    return status.get("phase") in ("Pending", "Running")
-
-
-@kopf.timer(
-    GROUP,
-    VERSION,
-    PLURAL,
-    interval=TOKEN_CHECK_SECONDS,
-    initial_delay=TOKEN_CHECK_SECONDS,
-    when=_active,
-)
-def refresh_token(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
-    """Replace the experiment's API token before it expires (a no-op until it is due)."""
-    runtime: Runtime = memo.runtime
-    tokens.refresh_if_due(
-        runtime.api.client, namespace or "", name, runtime.settings.token_ttl_seconds
-    )

@@ -85,7 +85,6 @@ class Api:
     client: k8s.ApiClient
     core: k8s.CoreV1Api
     custom: k8s.CustomObjectsApi
-    rbac: k8s.RbacAuthorizationV1Api
 
     def close(self) -> None:
         cast(Any, self.client).close()
@@ -117,7 +116,6 @@ def connect(configuration: k8s.Configuration) -> Api:
         client=client,
         core=k8s.CoreV1Api(client),
         custom=k8s.CustomObjectsApi(client),
-        rbac=k8s.RbacAuthorizationV1Api(client),
     )
 
 
@@ -146,10 +144,6 @@ COLLECTIONS = {
     "Pod": "/api/v1/namespaces/{namespace}/pods",
     "Service": "/api/v1/namespaces/{namespace}/services",
     "ConfigMap": "/api/v1/namespaces/{namespace}/configmaps",
-    "Secret": "/api/v1/namespaces/{namespace}/secrets",
-    "ServiceAccount": "/api/v1/namespaces/{namespace}/serviceaccounts",
-    "Role": "/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/roles",
-    "RoleBinding": "/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/rolebindings",
     # Gang schedulers' PodGroups share a kind: keyed by apiVersion/kind.
     "scheduling.x-k8s.io/v1alpha1/PodGroup": (
         "/apis/scheduling.x-k8s.io/v1alpha1/namespaces/{namespace}/podgroups"
@@ -282,6 +276,31 @@ def read_experiment(api: Api, namespace: str, name: str) -> dict[str, Any] | Non
             return None
         raise
     return _json(response)
+
+
+def read_pod(api: Api, namespace: str, name: str) -> dict[str, Any] | None:
+    """One pod as stored now, or None when it is gone (the report API checks its caller)."""
+    try:
+        response = api.core.read_namespaced_pod(name, namespace, _preload_content=False)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return _json(response)
+
+
+def token_review(api: Api, token: str, audience: str) -> dict[str, Any]:
+    """Ask the API server who a bearer token belongs to, for ``audience`` only.
+
+    The review is the API server's judgement of signature, expiry, audience and bound
+    object (a pod-bound token stops working when its pod is deleted).
+    """
+    body = {
+        "apiVersion": "authentication.k8s.io/v1",
+        "kind": "TokenReview",
+        "spec": {"token": token, "audiences": [audience]},
+    }
+    return _request(api, "POST", "/apis/authentication.k8s.io/v1/tokenreviews", body)
 
 
 def read_run_spec(api: Api, meta: ExperimentMeta) -> dict[str, Any] | None:

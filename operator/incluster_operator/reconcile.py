@@ -1,7 +1,7 @@
 """One Experiment's reconcile: a round (read, decide, act) and the loop of rounds. No kopf.
 
 Why apart from the kopf handlers: the round is the operator's whole I/O path (every
-call goes through ``k8s`` and ``tokens``; every rule comes from ``desired`` and
+call goes through ``k8s``; every rule comes from ``desired`` and
 ``status``), and the loop only needs to be woken and cancelled, which kopf does from
 ``handlers``. Rounds run in a worker thread: the ``kubernetes`` client blocks.
 """
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from incluster_operator import k8s, status, tokens
+from incluster_operator import k8s, status
 from incluster_operator.desired import admit, ignored_change, meta_of, run_of
 from incluster_operator.render.context import spec_document
 from incluster_operator.settings import Settings
@@ -50,7 +50,7 @@ _UNKNOWN: Final[dict[str, Any]] = {}
 class Progress:
     """What one experiment's loop has achieved; survives failed rounds, not restarts."""
 
-    #: Service, ConfigMap and access objects exist and the token is minted.
+    #: The Service and the context ConfigMap exist.
     children: bool = False
     #: The pods of the first round were created (see ``reconcile``).
     first_pods: bool = False
@@ -118,8 +118,6 @@ def reconcile(
         if not progress.children and not finished:
             for child in admitted.children:
                 k8s.ensure(api, child, meta.uid)
-            # Before any pod: the pods mount the token, and it is minted only if missing.
-            tokens.refresh_if_due(api.client, namespace, name, settings.token_ttl_seconds)
         progress.children = True
         if progress.run_spec is None and not finished:
             progress.run_spec = spec_document(admitted.spec)
@@ -139,18 +137,12 @@ def reconcile(
             progress.first_pods = True
             return Step(done=False, requeue_after=0.0)
         progress.first_pods = True
-        if decision.status.phase in status.FINISHED and not finished:
-            # Revoke first: should the status write fail, the next round revokes again.
-            tokens.revoke(api.client, namespace, name)
         k8s.apply(api, meta, decision, current, pods, admitted.render, now)
         if decision.create:
             # Pod events skip ADDED (see handlers.pod_event): count the new pods now.
             return Step(done=False, requeue_after=0.0)
     except (k8s.ChildConflict, k8s.Rejected) as problem:
         reason = "ChildConflict" if isinstance(problem, k8s.ChildConflict) else "PodRejected"
-        if isinstance(problem, k8s.Rejected) or problem.kind == "Pod":
-            # The access objects exist and are ours (they come before any pod).
-            tokens.revoke(api.client, namespace, name)
         failed = status.blocked(current, reason, str(problem), now, generation)
         k8s.apply(api, meta, failed, current, (), _no_pod, now)
         # Look once more: the finished status now applies cleanPodPolicy to created pods.

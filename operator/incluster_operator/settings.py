@@ -35,7 +35,11 @@ ENV_INLINE_ENV_MAX_BYTES: Final = PREFIX + "INLINE_ENV_MAX_BYTES"
 ENV_CLUSTER_DOMAIN: Final = PREFIX + "CLUSTER_DOMAIN"
 ENV_EVALUATOR_IN_CLUSTER: Final = PREFIX + "EVALUATOR_IN_CLUSTER"
 ENV_ADDRESSING: Final = PREFIX + "ADDRESSING"
-ENV_TOKEN_TTL_SECONDS: Final = PREFIX + "TOKEN_TTL_SECONDS"
+ENV_REPORT_AUDIENCE: Final = PREFIX + "REPORT_AUDIENCE"
+ENV_REPORT_TOKEN_SECONDS: Final = PREFIX + "REPORT_TOKEN_SECONDS"
+ENV_REPORT_LISTEN: Final = PREFIX + "REPORT_LISTEN"
+ENV_REPORT_URL: Final = PREFIX + "REPORT_URL"
+ENV_REPORT_TLS_DIR: Final = PREFIX + "REPORT_TLS_DIR"
 ENV_SUMMARY_SYNC_SECONDS: Final = PREFIX + "SUMMARY_SYNC_SECONDS"
 ENV_SUCCESS_POLICY: Final = PREFIX + "SUCCESS_POLICY"
 ENV_POLYAXON_ENV: Final = PREFIX + "POLYAXON_ENV"
@@ -76,7 +80,22 @@ HELP: Final[dict[str, str]] = {
         "`dns` (a real cluster) or `loopback` (one machine: each replica gets its own "
         "127.x.y.z address and keeps its declared port)."
     ),
-    ENV_TOKEN_TTL_SECONDS: "Lifetime of the scoped API token minted per experiment (>= 600).",
+    ENV_REPORT_AUDIENCE: (
+        "Audience of the projected ServiceAccount token every pod gets; the report API "
+        "accepts no token of another audience (so a pod's token is useless to the API server)."
+    ),
+    ENV_REPORT_TOKEN_SECONDS: (
+        "Lifetime of that projected token (>= 600, Kubernetes' minimum); the kubelet rotates it."
+    ),
+    ENV_REPORT_LISTEN: "`host:port` the operator's HTTPS report API listens on.",
+    ENV_REPORT_URL: (
+        "The report API's URL as pods reach it (the chart: its Service); empty: "
+        "`https://<listen address>` (one machine)."
+    ),
+    ENV_REPORT_TLS_DIR: (
+        "Directory with `tls.crt`, `tls.key` and `ca.crt` of the report API (the chart "
+        "mounts its generated Secret); empty: a self-signed pair is made at start-up."
+    ),
     ENV_SUMMARY_SYNC_SECONDS: "How often a replica patches its tracking summary into the status.",
     ENV_SUCCESS_POLICY: "Success policy when the spec names none: `default` or `allWorkers`.",
     ENV_POLYAXON_ENV: (
@@ -137,7 +156,14 @@ class Settings:
     cluster_domain: str = "cluster.local"
     evaluator_in_cluster: bool = False
     addressing: Addressing = "dns"
-    token_ttl_seconds: int = 3600
+    report_audience: str = "incluster.dev"
+    report_token_seconds: int = 600
+    report_listen: str = "0.0.0.0:8443"
+    report_url: str = ""
+    report_tls_dir: str = ""
+    #: The report API's CA bundle (PEM), filled in at start-up from ``report_tls_dir`` (or
+    #: the self-signed pair); it travels to pods in the context ConfigMap. Not an env var.
+    report_ca_pem: str = ""
     summary_sync_seconds: float = 10.0
     success_policy: SuccessPolicyName = "default"
     #: Inject the seed's POLYAXON_* names too, unless the Experiment says otherwise.
@@ -259,6 +285,41 @@ def _data_stores(value: str) -> dict[str, VolumeSource]:
     return stores
 
 
+def _audience(value: str) -> str:
+    if not value.isprintable() or " " in value or len(value) > 253:
+        raise SettingsError(
+            f"{ENV_REPORT_AUDIENCE}={value!r} must be one token audience (no spaces), "
+            "e.g. incluster.dev"
+        )
+    return value
+
+
+def split_listen(value: str) -> tuple[str, int]:
+    """``host:port`` (``[v6]:port`` too) -> (host, port); raises ``SettingsError``."""
+    host, sep, port = value.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise SettingsError(
+            f"{ENV_REPORT_LISTEN}={value!r} must be host:port, e.g. 0.0.0.0:8443 "
+            "(port 0 picks a free one)"
+        )
+    return host, int(port)
+
+
+def _listen(value: str) -> str:
+    split_listen(value)
+    return value
+
+
+def _report_url(value: str) -> str:
+    if value and not re.match(r"^https://[^/\s?#]+(/[^\s?#]*)?$", value):
+        raise SettingsError(
+            f"{ENV_REPORT_URL}={value!r} must be an https:// URL, e.g. "
+            "https://incluster-operator.incluster-system.svc:8443"
+        )
+    return value.rstrip("/")
+
+
 def from_env(environ: Mapping[str, str]) -> Settings:
     """Build the settings from an environment (``os.environ`` in production).
 
@@ -315,10 +376,18 @@ def from_env(environ: Mapping[str, str]) -> Settings:
             ENV_EVALUATOR_IN_CLUSTER, environ.get(ENV_EVALUATOR_IN_CLUSTER, "")
         ),
         addressing="loopback" if addressing == "loopback" else "dns",
-        token_ttl_seconds=_int(
-            ENV_TOKEN_TTL_SECONDS,
-            get(ENV_TOKEN_TTL_SECONDS) or str(defaults.token_ttl_seconds),
+        report_audience=_audience(get(ENV_REPORT_AUDIENCE) or defaults.report_audience),
+        report_token_seconds=_int(
+            ENV_REPORT_TOKEN_SECONDS,
+            get(ENV_REPORT_TOKEN_SECONDS) or str(defaults.report_token_seconds),
             600,
+        ),
+        report_listen=_listen(get(ENV_REPORT_LISTEN) or defaults.report_listen),
+        report_url=_report_url(get(ENV_REPORT_URL) or ""),
+        report_tls_dir=(
+            _absolute_path(ENV_REPORT_TLS_DIR, tls_dir)
+            if (tls_dir := get(ENV_REPORT_TLS_DIR))
+            else ""
         ),
         summary_sync_seconds=_positive_float(
             ENV_SUMMARY_SYNC_SECONDS,

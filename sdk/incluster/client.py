@@ -1,15 +1,17 @@
-"""A small Kubernetes API client for the pod's own Experiment, with the scoped token.
+"""The client of the operator's report API: this pod's experiment, its references, its summary.
 
-Why not the ``kubernetes`` package: it costs seconds of import time and megabytes in every
-training image, and the SDK needs three calls. Why not the pod's own service account: the
-pod keeps the user's account (cloud IAM); the operator mounts a separate short-lived token,
-allowed to read and patch this Experiment only, as a file in the context directory.
+Why not the Kubernetes API: pods hold no Kubernetes credential from incluster. Each pod
+has one credential, a projected token of its own ServiceAccount for the report API's
+audience, as a file in the context directory; the operator checks it (TokenReview) and
+derives experiment and replica from the pod, so a pod can neither rewrite its Experiment
+nor speak for another. The API's address and CA bundle come with the context
+(``context.json`` and ``report-ca.crt``); the connection is verified against that CA.
 
-The token file is re-read whenever its mtime, size or inode changes, because the operator
-refreshes it before expiry and the kubelet swaps the mounted file under the running pod.
-Transient faults (connection errors, timeouts, 429, 5xx) are retried with capped,
-jittered exponential backoff; 401/403 are not retried and are logged once per client,
-because they mean "revoked or not allowed" and repeating them helps nobody.
+The token file is re-read whenever its mtime, size or inode changes (the kubelet rotates
+it). Transient faults (connection errors, timeouts, 429, 5xx) are retried with capped,
+jittered exponential backoff honouring Retry-After; 401/403 are not retried and are logged
+once per client. Why not the ``kubernetes`` package: seconds of import time and megabytes
+in every training image for three calls.
 """
 
 from __future__ import annotations
@@ -83,57 +85,46 @@ def _check_name(what: str, value: object) -> str:
     if not isinstance(value, str) or not _NAME.match(value):
         raise ContextError(
             f"{what} {value!r} is not a Kubernetes object name (lowercase letters, digits, "
-            "'-' and '.'); it comes from the experiment info the operator provides"
+            "'-' and '.')"
         )
     return value
 
 
-def _default_base_url() -> str:
-    url = os.environ.get(contract.ENV_API_URL)
-    if url:
-        return url.rstrip("/")
-    host = os.environ.get(contract.ENV_KUBERNETES_SERVICE_HOST)
-    port = os.environ.get(contract.ENV_KUBERNETES_SERVICE_PORT) or "443"
-    if not host:
-        raise ContextError(
-            f"no Kubernetes API address: {contract.ENV_KUBERNETES_SERVICE_HOST} is unset "
-            f"(Kubernetes sets it in every pod; set {contract.ENV_API_URL} to override)"
-        )
-    if ":" in host and not host.startswith("["):
-        host = f"[{host}]"  # IPv6 literal
-    return f"https://{host}:{port}"
-
-
 def _check_url(url: str) -> str:
-    """Refuse URLs that would send the bearer token in clear text off this machine."""
+    """Refuse URLs that would send the token in clear text off this machine."""
     parsed = urlsplit(url)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise ContextError(
-            f"API URL {url!r} must look like https://host:port (from {contract.ENV_API_URL} "
-            f"or {contract.ENV_KUBERNETES_SERVICE_HOST})"
+            f"report API URL {url!r} must look like https://host:port (context.json key "
+            f"{contract.KEY_REPORT_URL!r})"
         )
     if parsed.scheme == "http" and parsed.hostname not in ("127.0.0.1", "localhost", "::1"):
         raise ContextError(
-            f"API URL {url!r} is plain HTTP to another machine: the token would travel in "
-            "clear text; use https (plain http is for a local dev cluster only)"
+            f"report API URL {url!r} is plain HTTP to another machine: the token would travel "
+            "in clear text; use https"
         )
     return url
 
 
-class Client:
-    """Read and patch this pod's Experiment; read the experiments it references.
+def _no_context() -> ContextError:
+    return ContextError(
+        "there is no in-cluster context (INCLUSTER_CONTEXT_DIR is unset and nothing is "
+        f"mounted at {contract.DEFAULT_CONTEXT_DIR}): the operator's report API client exists "
+        "only in a pod of an Experiment; outside one, tracking writes the event files alone"
+    )
 
-    Every argument defaults to the pod's context: the token and CA under
-    ``<context dir>/token/``, the API address from the standard in-cluster env, the
-    experiment's name and namespace from the experiment info. Construction does no I/O;
-    a missing token file is reported (``TokenFileError``) by the first call.
+
+class Client:
+    """Read this pod's Experiment and its references; report the tracking summary.
+
+    Every argument defaults to the pod's context: the API's URL from ``context.json``,
+    its CA bundle and the token from the context directory. Construction does no I/O
+    beyond reading the context; a missing token file is reported by the first call.
     """
 
     def __init__(
         self,
         *,
-        name: str | None = None,
-        namespace: str | None = None,
         base_url: str | None = None,
         token_path: str | os.PathLike[str] | None = None,
         ca_path: str | os.PathLike[str] | None = None,
@@ -141,26 +132,24 @@ class Client:
         retries: int = DEFAULT_RETRIES,
         backoff: float = 0.25,
     ) -> None:
-        if name is None or namespace is None:
-            info = context.get_experiment_info()
-            name = name or info.get(contract.INFO_EXPERIMENT_NAME)
-            namespace = namespace or info.get(contract.INFO_NAMESPACE)
-        self.name = _check_name("experiment name", name)
-        self.namespace = _check_name("namespace", namespace)
-        if token_path is None or (ca_path is None and base_url is None):
+        if base_url is None or token_path is None or ca_path is None:
             directory = context.context_dir()
             if directory is None:
+                raise _no_context()
+            document = context.document() or {}
+            url = base_url or document.get(contract.KEY_REPORT_URL)
+            if not isinstance(url, str) or not url:
                 raise ContextError(
-                    "no in-cluster context (INCLUSTER_CONTEXT_DIR unset and nothing mounted "
-                    f"at {contract.DEFAULT_CONTEXT_DIR}): the API client needs the token the "
-                    "operator mounts there"
+                    f"the context in {directory} names no report API ({contract.FILE_CONTEXT} "
+                    f"has no {contract.KEY_REPORT_URL!r}): this run has no operator to report "
+                    "to (`incluster run`?); the event files are the record"
                 )
-            token_dir = directory / contract.DIR_TOKEN
-            token_path = token_path or token_dir / contract.FILE_TOKEN
-            ca_path = ca_path or token_dir / contract.FILE_CA
-        self.base_url = _check_url((base_url or _default_base_url()).rstrip("/"))
+            base_url = url
+            token_path = token_path or directory / contract.DIR_TOKEN / contract.FILE_TOKEN
+            ca_path = ca_path or directory / contract.FILE_REPORT_CA
+        self.base_url = _check_url(base_url.rstrip("/"))
         self.token_path = Path(token_path)
-        self.ca_path = Path(ca_path) if ca_path is not None else None
+        self.ca_path = Path(ca_path)
         self.timeout = timeout
         self.retries = max(0, retries)
         self.backoff = backoff
@@ -179,31 +168,26 @@ class Client:
                 token = self.token_path.read_text(encoding="ascii").strip()
                 if not token:
                     raise TokenFileError(
-                        f"the API token file {self.token_path} is empty: the operator has not "
-                        "stored a token yet; look at the experiment's events"
+                        f"the token file {self.token_path} is empty: the kubelet has not "
+                        "written the pod's projected token yet"
                     )
                 self._token, self._token_key = token, key
         except FileNotFoundError:
             raise TokenFileError(
-                f"the API token file {self.token_path} does not exist: the operator mounts it "
-                f"at <context dir>/{contract.DIR_TOKEN}/{contract.FILE_TOKEN}; outside a "
-                "cluster there is no API client"
+                f"the token file {self.token_path} does not exist: the pod's projected token "
+                f"is mounted at <context dir>/{contract.DIR_TOKEN}/{contract.FILE_TOKEN}"
             ) from None
         except (OSError, UnicodeDecodeError) as exc:
-            raise TokenFileError(
-                f"the API token file {self.token_path} is unreadable: {exc}"
-            ) from None
+            raise TokenFileError(f"the token file {self.token_path} is unreadable: {exc}") from None
         return self._token
 
     def _verify(self) -> bool | str:
         if not self.base_url.startswith("https://"):
             return True
-        if self.ca_path is None:
-            return True  # the system trust store (an explicit base_url without a CA file)
         if not self.ca_path.is_file():
             raise TokenFileError(
-                f"the cluster CA file {self.ca_path} does not exist: the operator projects it "
-                "from the kube-root-ca.crt ConfigMap beside the token"
+                f"the report API's CA bundle {self.ca_path} does not exist: the operator puts "
+                f"it in the context ConfigMap as {contract.FILE_REPORT_CA}"
             )
         return str(self.ca_path)
 
@@ -227,9 +211,9 @@ class Client:
         self._reported.add(status)
         what = "rejected the token (401)" if status == 401 else "denied the call (403)"
         log.warning(
-            "the Kubernetes API %s for %s %s: the experiment's token was revoked or expired "
-            "(the experiment finished?) or its Role does not allow this; further %s answers "
-            "from this client are not logged",
+            "the operator's report API %s for %s %s: the pod's token expired or its pod is "
+            "gone, or this replica may not do this (only the reporter replica reports); "
+            "further %s answers from this client are not logged",
             what,
             method,
             path,
@@ -237,11 +221,7 @@ class Client:
         )
 
     def request(
-        self,
-        method: str,
-        path: str,
-        body: Mapping[str, Any] | None = None,
-        content_type: str = "application/json",
+        self, method: str, path: str, body: Mapping[str, Any] | None = None
     ) -> dict[str, Any]:
         """One API call with retries; returns the decoded JSON object."""
         data = (
@@ -257,7 +237,7 @@ class Client:
                 time.sleep(self._delay(attempt - 1, retry_response))
             headers = {"Authorization": f"Bearer {self.token()}", "Accept": "application/json"}
             if data is not None:
-                headers["Content-Type"] = content_type
+                headers["Content-Type"] = "application/json"
             try:
                 response = self._session.request(
                     method,
@@ -295,40 +275,33 @@ class Client:
                 f"{_message(retry_response)} (still failing after {tries} tries)",
             )
         raise UnreachableError(
-            f"{method} {url}: the Kubernetes API did not answer after {tries} tries ({failure})"
+            f"{method} {url}: the report API did not answer after {tries} tries ({failure})"
         )
-
-    def _path(self, name: str, subresource: str = "") -> str:
-        base = (
-            f"/apis/{contract.API_GROUP}/{contract.API_VERSION}/namespaces/"
-            f"{quote(self.namespace, safe='')}/{contract.PLURAL}/{quote(name, safe='')}"
-        )
-        return f"{base}/{subresource}" if subresource else base
 
     # --- the three things a pod may do ----------------------------------------------------
     def get_experiment(self) -> dict[str, Any]:
-        """This pod's Experiment object."""
-        return self.request("GET", self._path(self.name))
-
-    def patch_status(self, status: Mapping[str, Any]) -> dict[str, Any]:
-        """Merge-patch this Experiment's status (``{"tracking": ...}`` etc.)."""
-        return self.request(
-            "PATCH",
-            self._path(self.name, "status"),
-            {"status": dict(status)},
-            content_type="application/merge-patch+json",
-        )
+        """This pod's Experiment: ``metadata`` (name, namespace, uid), ``spec``, ``status``."""
+        return self.request("GET", contract.REPORT_PATH_EXPERIMENT)
 
     def get_reference(self, name: str) -> Reference:
         """A referenced experiment (one named in this experiment's ``outputsRefs``)."""
         _check_name("referenced experiment name", name)
-        obj = self.request("GET", self._path(name))
+        obj = self.request("GET", f"{contract.REPORT_PATH_REFERENCES}/{quote(name, safe='')}")
         status = obj.get("status") or {}
-        outputs = status.get(contract.STATUS_OUTPUTS_PATH)
+        outputs = obj.get(contract.STATUS_OUTPUTS_PATH)
         return Reference(
             name=name,
-            status=dict(status),
+            status=dict(status) if isinstance(status, dict) else {},
             outputs_path=outputs if isinstance(outputs, str) else None,
+        )
+
+    def report_tracking(self, document: Mapping[str, Any]) -> dict[str, Any]:
+        """Send the bounded tracking summary; the operator folds it into ``status.tracking``.
+
+        Only the reporter replica (chief/master 0, else worker 0) is accepted.
+        """
+        return self.request(
+            "PUT", contract.REPORT_PATH_TRACKING, {contract.STATUS_TRACKING: dict(document)}
         )
 
     def close(self) -> None:

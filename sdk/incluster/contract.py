@@ -63,9 +63,9 @@ ENV_CLUSTER_IN_FILE: Final = "INCLUSTER_CLUSTER_IN_FILE"
 #: Seconds between two patches of the tracking summary into the Experiment's status
 #: (set by the operator from its summary sync setting; default 10).
 ENV_SUMMARY_SYNC_SECONDS: Final = "INCLUSTER_SUMMARY_SYNC_SECONDS"
-#: Base URL of the Kubernetes API for the scoped client. Unset in a real cluster (the
-#: client uses the standard in-cluster variables below); the dev cluster sets it to the
-#: emulator's plain-HTTP address.
+#: The Kubernetes API's URL for a plain-HTTP dev cluster; the dev cluster's pod runner sets
+#: it. The SDK does not read it: pods hold no Kubernetes API credential from incluster
+#: (docs/security.md), they report through the operator (``KEY_REPORT_URL``).
 ENV_API_URL: Final = "INCLUSTER_API_URL"
 #: The standard in-cluster API address that Kubernetes sets in every container.
 ENV_KUBERNETES_SERVICE_HOST: Final = "KUBERNETES_SERVICE_HOST"
@@ -93,10 +93,12 @@ FILE_CLUSTER: Final = "cluster.json"
 #: The validated spec this run was started with (the operator reads it back after a
 #: restart: a running experiment keeps its spec; later edits are reported, not applied).
 FILE_RUN_SPEC: Final = "spec.json"
-#: Sub-directory with the scoped API token and the cluster CA (projected, never env).
+#: Sub-directory with the pod's projected ServiceAccount token (audience ``incluster.dev``,
+#: a file only, never env); the kubelet rotates it and it dies with the pod.
 DIR_TOKEN: Final = "token"  # noqa: S105 - a directory name
 FILE_TOKEN: Final = "token"  # noqa: S105 - a file name
-FILE_CA: Final = "ca.crt"
+#: The CA bundle (PEM) that signed the operator's report API certificate.
+FILE_REPORT_CA: Final = "report-ca.crt"
 
 # --- the outputs directory ----------------------------------------------------------------
 #: Sub-directory of the outputs path with one JSON-lines event file per process.
@@ -118,8 +120,18 @@ KEY_FRAMEWORK: Final = "framework"
 KEY_EVALUATOR_IN_CLUSTER: Final = "evaluatorInCluster"
 #: Name of the metric the summary shows as ``status.tracking.primary`` (a printer column).
 KEY_PRIMARY_METRIC: Final = "primaryMetric"
+#: The operator's report API (``https://...``); absent where there is none (local runs).
+KEY_REPORT_URL: Final = "reportUrl"
 
-# --- the Experiment resource: the scoped client's URLs and the status key it patches ---
+# --- the operator's report API (paths under KEY_REPORT_URL) ------------------------------
+#: GET: this pod's experiment, a view of its spec and status.
+REPORT_PATH_EXPERIMENT: Final = "/v1/experiment"
+#: GET ``<this>/<name>``: a referenced experiment's status and outputs path.
+REPORT_PATH_REFERENCES: Final = "/v1/references"
+#: PUT: the tracking summary ``{"tracking": {...}}`` (the reporter replica only).
+REPORT_PATH_TRACKING: Final = "/v1/tracking"
+
+# --- the Experiment resource: its API names and the status keys the operator writes -----
 API_GROUP: Final = "incluster.dev"
 API_VERSION: Final = "v1alpha1"
 PLURAL: Final = "experiments"
@@ -130,7 +142,7 @@ STATUS_TRACKING_PRIMARY: Final = "primaryMetric"
 #: ``status.<this>`` holds an experiment's outputs path (read through ``outputsRefs``).
 STATUS_OUTPUTS_PATH: Final = "outputsPath"
 
-# --- keys of the experiment info (``get_experiment_info()``) the scoped client needs ----
+# --- keys of the experiment info (``get_experiment_info()``) -------------------------------
 #: The Experiment object's ``metadata.name``.
 INFO_EXPERIMENT_NAME: Final = "experiment_name"
 #: The Experiment object's ``metadata.namespace``.

@@ -29,10 +29,11 @@ class Experiment:
 
     @property
     def client(self) -> Client:
-        """The scoped Kubernetes API client of this experiment (seed 000's ``client``).
+        """The client of the operator's report API for this pod (seed 000's ``client``).
 
-        It may read and patch this Experiment and read the ones it references, nothing
-        else; see ``incluster.client.Client``. Built on first use, without I/O.
+        It reads this Experiment and the ones it references and reports the tracking
+        summary; the pod holds no Kubernetes API right (``incluster.client.Client``).
+        Built on first use; outside a cluster it raises ``ContextError``.
         """
         if self._client is None:
             from incluster.client import Client

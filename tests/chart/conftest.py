@@ -6,6 +6,7 @@ a value the schema rejects fails here exactly as it would for an admin.
 
 from __future__ import annotations
 
+import base64
 import os
 import socket
 import subprocess
@@ -24,6 +25,7 @@ from tests.chart.manifests import (
     CHART_DIR,
     Render,
     install_yaml,
+    one,
     operator_invocation,
     render_manifests,
 )
@@ -75,7 +77,11 @@ def installed(
 
 @contextmanager
 def operator_process(
-    manifests: list[dict[str, Any]], values: dict[str, Any], kubeconfig: Path, tmp_path: Path
+    manifests: list[dict[str, Any]],
+    values: dict[str, Any],
+    kubeconfig: Path,
+    tmp_path: Path,
+    report_port: int = 0,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """The operator as a local process with exactly the Deployment's command and env.
 
@@ -84,8 +90,20 @@ def operator_process(
     """
     argv, env = operator_invocation(manifests)
     kopf = Path(sys.executable).with_name(argv[0])
+    # Play the kubelet: mount the chart's generated TLS Secret where the Deployment does.
+    tls = tmp_path / "report-tls"
+    tls.mkdir(exist_ok=True)
+    for key, value in one(manifests, "Secret")["data"].items():
+        (tls / key).write_bytes(base64.b64decode(value))
+    if not report_port:
+        with socket.socket() as probe:  # the report API on a free loopback port
+            probe.bind(("127.0.0.1", 0))
+            report_port = probe.getsockname()[1]
+    listen = f"127.0.0.1:{report_port}"
     process_env = {
         **env,
+        "INCLUSTER_OPERATOR_REPORT_TLS_DIR": str(tls),
+        "INCLUSTER_OPERATOR_REPORT_LISTEN": listen,
         "PATH": os.environ.get("PATH", ""),
         "KUBECONFIG": str(kubeconfig),
         "HOME": str(tmp_path),

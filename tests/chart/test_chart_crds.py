@@ -65,6 +65,6 @@ def test_install_stream_puts_the_crd_before_the_objects(chart: helm_python.Chart
     kinds = [d["kind"] for d in documents]
     assert kinds[0] == "CustomResourceDefinition"
     assert sorted(kinds[1:]) == sorted(
-        ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment"]
+        ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment", "Service", "Secret"]
         + ["Role", "RoleBinding"] * 2
     )

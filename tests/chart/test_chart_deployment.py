@@ -45,7 +45,10 @@ def test_probes_hit_the_port_kopf_serves_health_on(render: Render) -> None:
     for values, port in ((OPTIONS["defaults"], 8080), (OPTIONS["scheduling"], 9090)):
         container = operator_container(render(values))
         assert f"--liveness=http://0.0.0.0:{port}/healthz" in container["command"]
-        assert container["ports"] == [{"name": "health", "containerPort": port, "protocol": "TCP"}]
+        assert container["ports"] == [
+            {"name": "health", "containerPort": port, "protocol": "TCP"},
+            {"name": "report", "containerPort": 8443, "protocol": "TCP"},
+        ]
         for probe in ("livenessProbe", "readinessProbe"):
             assert container[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
 
@@ -66,8 +69,17 @@ def test_pod_security_is_restricted_by_default(render: Render) -> None:
     assert security["capabilities"] == {"drop": ["ALL"]}
     assert security["seccompProfile"] == {"type": "RuntimeDefault"}
     # A read-only root needs one writable place, and only that one.
-    assert container["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
-    assert pod["volumes"] == [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}]
+    assert container["volumeMounts"] == [
+        {"name": "tmp", "mountPath": "/tmp"},
+        {"name": "report-tls", "mountPath": "/var/run/incluster-operator/tls", "readOnly": True},
+    ]
+    assert pod["volumes"] == [
+        {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+        {
+            "name": "report-tls",
+            "secret": {"secretName": "xp-incluster-report-tls", "defaultMode": 288},
+        },
+    ]
     assert deployment["spec"]["strategy"] == {"type": "Recreate"}
 
 
@@ -100,7 +112,9 @@ def test_scheduling_values_reach_the_pod(render: Render) -> None:
     assert pod["spec"]["nodeSelector"] == {"kubernetes.io/os": "linux"}
     assert pod["spec"]["tolerations"][0]["key"] == "ml"
     assert pod["spec"]["priorityClassName"] == "system-cluster-critical"
-    assert pod["metadata"]["annotations"] == {"example.com/scrape": "false"}
+    annotations = dict(pod["metadata"]["annotations"])
+    assert len(annotations.pop("incluster.dev/report-tls")) == 16  # restarts on a new cert
+    assert annotations == {"example.com/scrape": "false"}
     assert pod["metadata"]["labels"]["team"] == "ml"
     selector = deployment["spec"]["selector"]["matchLabels"]
     assert selector.items() <= pod["metadata"]["labels"].items()

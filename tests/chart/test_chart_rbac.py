@@ -1,7 +1,8 @@
 """The operator's RBAC: one set of rules, granted cluster-wide or per listed namespace.
 
 Which (verb, resource) pairs the operator really sends is checked against these rules by
-the end-to-end suite; here the shape is checked: no wildcards, no reads of every Secret,
+the end-to-end suite; here the shape is checked: no wildcards, no Secrets, ServiceAccounts,
+tokens or RBAC objects,
 the namespaced Roles identical to the cluster-wide grant, bound to the Deployment's account.
 """
 
@@ -10,7 +11,10 @@ from __future__ import annotations
 from tests.chart.manifests import OPTIONS, RELEASE_NAMESPACE, Render, of_kind, one
 from tests.chart.manifests import rbac_grants as grants
 
-CLUSTER_SCOPED = {"customresourcedefinitions", "namespaces"}
+CLUSTER_SCOPED = {"customresourcedefinitions", "namespaces", "tokenreviews"}
+#: What the operator must never hold (docs/security.md, "a compromised operator"): no
+#: Secrets, no identities to mint tokens for, no RBAC objects to grant rights with.
+NEVER = {"secrets", "serviceaccounts", "serviceaccounts/token", "roles", "rolebindings"}
 
 
 def test_cluster_wide_grants_everything_in_one_cluster_role(render: Render) -> None:
@@ -19,10 +23,13 @@ def test_cluster_wide_grants_everything_in_one_cluster_role(render: Render) -> N
     assert of_kind(manifests, "RoleBinding") == []
     granted = grants(one(manifests, "ClusterRole")["rules"])
     assert ("incluster.dev", "experiments", "watch") in granted
-    assert ("", "serviceaccounts/token", "create") in granted
+    assert ("authentication.k8s.io", "tokenreviews", "create") in granted
     assert ("apiextensions.k8s.io", "customresourcedefinitions", "watch") in granted
     # kopf lists namespaces only to resolve a namespace list, never when cluster-wide.
-    assert {r for _, r, _ in granted} & CLUSTER_SCOPED == {"customresourcedefinitions"}
+    assert {r for _, r, _ in granted} & CLUSTER_SCOPED == {
+        "customresourcedefinitions",
+        "tokenreviews",
+    }
 
 
 def test_namespaced_mode_grants_a_role_per_listed_namespace(render: Render) -> None:
@@ -35,6 +42,7 @@ def test_namespaced_mode_grants_a_role_per_listed_namespace(render: Render) -> N
         assert grants(role["rules"]) == namespaced, "Roles and ClusterRole must not drift"
     cluster_role = grants(one(manifests, "ClusterRole")["rules"])
     assert cluster_role == {
+        ("authentication.k8s.io", "tokenreviews", "create"),
         ("apiextensions.k8s.io", "customresourcedefinitions", "list"),
         ("apiextensions.k8s.io", "customresourcedefinitions", "watch"),
         ("", "namespaces", "list"),
@@ -42,18 +50,18 @@ def test_namespaced_mode_grants_a_role_per_listed_namespace(render: Render) -> N
     }
 
 
-def test_no_wildcards_and_no_listing_of_secrets(render: Render) -> None:
+def test_no_wildcards_no_secrets_no_identities_no_rbac(render: Render) -> None:
     for values in (OPTIONS["defaults"], OPTIONS["namespaced"]):
         manifests = render(values)
         for role in of_kind(manifests, "ClusterRole") + of_kind(manifests, "Role"):
             granted = grants(role["rules"])
             assert not any("*" in part for grant in granted for part in grant)
-            secret_verbs = {verb for _, resource, verb in granted if resource == "secrets"}
-            # The operator touches only the Secrets it creates: never list or watch them all.
-            assert not secret_verbs & {"list", "watch"}
+            assert {resource for _, resource, _ in granted} & NEVER == set()
+            # Pods, Services and ConfigMaps are created and deleted, never changed.
+            assert not {
+                (r, v) for _, r, v in granted if r in ("pods", "services", "configmaps")
+            } & {(r, v) for r in ("pods", "services", "configmaps") for v in ("patch", "update")}
             assert all(rule.get("resourceNames") is None for rule in role["rules"])
-            # Neither escalate nor bind: the operator grants per-experiment Roles only
-            # with permissions it holds itself.
             assert not {verb for *_, verb in granted} & {"escalate", "bind", "impersonate"}
 
 

@@ -41,7 +41,10 @@ def test_defaults_watch_everything_and_write_to_the_outputs_claim(render: Render
     assert got.outputs == s.VolumeSource(claim="incluster-outputs")
     assert got.outputs_root == "/outputs"
     assert got.data_stores == {}
-    assert got.token_ttl_seconds == 3600
+    assert got.report_audience == "incluster.dev"
+    assert got.report_token_seconds == 600
+    assert got.report_url == "https://xp-incluster-report.incluster-system.svc:8443"
+    assert got.report_tls_dir == "/var/run/incluster-operator/tls"
     assert got.summary_sync_seconds == 10.0
     assert got.inline_env_max_bytes == 4096
     assert got.cluster_domain == "cluster.local"
@@ -51,7 +54,7 @@ def test_defaults_watch_everything_and_write_to_the_outputs_claim(render: Render
 def test_operator_invocation_runs_with_the_rendered_settings(render: Render) -> None:
     argv, env = operator_invocation(render(OPTIONS["tuning"]))
     assert argv[:2] == ["kopf", "run"]
-    assert s.from_env(env).token_ttl_seconds == 900
+    assert s.from_env(env).report_token_seconds == 900
 
 
 def test_namespace_list(render: Render) -> None:
@@ -92,7 +95,9 @@ def test_data_stores_and_mount_roots(render: Render) -> None:
 
 def test_tuning_values_reach_the_operator(render: Render) -> None:
     got = settings_for(render, OPTIONS["tuning"])
-    assert got.token_ttl_seconds == 900
+    assert got.report_token_seconds == 900
+    assert got.report_audience == "ml.example"
+    assert got.report_listen == "0.0.0.0:9443"
     assert got.summary_sync_seconds == 2.5
     assert got.inline_env_max_bytes == 65536
     assert got.cluster_domain == "corp.example"
@@ -105,9 +110,9 @@ def test_tuning_values_reach_the_operator(render: Render) -> None:
 
 def test_large_numbers_are_not_rendered_in_float_notation(render: Render) -> None:
     """Helm decodes values as float64: 1e6 must still reach the operator as an integer."""
-    env = container_env(render({"inlineEnvMaxBytes": 100000, "tokenTTLSeconds": 86400}))
+    env = container_env(render({"inlineEnvMaxBytes": 100000, "report": {"tokenSeconds": 86400}}))
     assert env[s.ENV_INLINE_ENV_MAX_BYTES] == "100000"
-    assert env[s.ENV_TOKEN_TTL_SECONDS] == "86400"
+    assert env[s.ENV_REPORT_TOKEN_SECONDS] == "86400"
 
 
 def test_data_stores_env_is_the_json_settings_expects(render: Render) -> None:

@@ -27,7 +27,7 @@ BAD_VALUES: list[tuple[dict[str, Any], str, str]] = [
     ({"dataStores": {"Bad_Name": {"claim": "pvc"}}}, "Bad_Name", ""),
     ({"dataStores": {"raw": {"claim": "pvc", "hostPath": "/d"}}}, "/dataStores/raw", ""),
     ({"dataStores": {"raw": {"bucket": "s3://x"}}}, "/dataStores/raw", ""),
-    ({"tokenTTLSeconds": 60}, "/tokenTTLSeconds", "minimum"),
+    ({"report": {"tokenSeconds": 60}}, "/report/tokenSeconds", "minimum"),
     ({"summarySyncSeconds": 0}, "/summarySyncSeconds", ""),
     ({"inlineEnvMaxBytes": 200000}, "/inlineEnvMaxBytes", "maximum"),
     ({"clusterDomain": "Cluster.Local."}, "/clusterDomain", ""),
@@ -41,7 +41,7 @@ BAD_VALUES: list[tuple[dict[str, Any], str, str]] = [
     ({"podSecurityContext": {"runAsNonRoot": False}}, "/podSecurityContext/runAsNonRoot", ""),
     ({"podSecurityContext": {"runAsUser": 0}}, "/podSecurityContext/runAsUser", "minimum"),
     ({"health": {"port": 80}}, "/health/port", "minimum"),
-    ({"tokenTtlSeconds": 900}, "tokenTtlSeconds", "additional"),
+    ({"tokenTTLSeconds": 900}, "tokenTTLSeconds", "additional"),
 ]
 
 

@@ -156,7 +156,8 @@ def test_distributed_example_succeeds_with_every_replica_seeing_its_peers(
         reached = [e.value for e in events if isinstance(e, Metric) and e.name == "peers_reached"]
         assert reached == [3]
         assert json.loads((outputs / f"model-{replica}.json").read_text())["loss"] < 1
-    # The master's summary reached the Experiment's status through the scoped token.
+    # The master's summary reached the status through the operator's report API (TLS, the
+    # pod's projected token, TokenReview): the pod itself holds no Kubernetes right.
     assert status["tracking"]["metrics"]["peers_reached"]["value"] == 3
 
 
@@ -282,3 +283,29 @@ def test_a_recreated_experiment_is_a_new_run_and_a_ref_reads_the_latest(
     assert status["outputsRefsRuns"] == {name: run2}
     out = stack.outputs_dir(status["outputsPath"].removeprefix("/outputs/"))
     assert json.loads((out / "ref.json").read_text()) == sorted(_events(run2_dir))
+
+
+#: The master exits 0 only if the env values (expanded by the kubelet, or the pod runner as
+#: one) equal the context file's (never expanded). No `$` in the command: the kubelet
+#: expands command and args too.
+SAME_AS_FILE = (
+    "import json, os, sys, incluster; e = incluster.Experiment();"
+    "doc = json.load(open(os.path.join(os.environ['INCLUSTER_CONTEXT_DIR'], 'context.json')));"
+    "ok = e.get_declarations() == doc['declarations'] and e.get_log_level() == doc['logLevel'];"
+    "print('declarations', json.dumps(e.get_declarations()), e.get_log_level());"
+    "sys.exit(0 if ok else 1)"
+)
+DOLLARS = {"password": "pa$$word", "ref": "$(INCLUSTER_CONTEXT_DIR)", "lone": "$", "x": "$(X"}
+
+
+def test_hyperparameters_with_dollars_reach_the_process_unchanged(stack, namespace, tmp_path):
+    def change(doc):
+        replicas = doc["spec"]["replicas"]
+        doc["spec"]["replicas"] = {"master": replicas["master"]}
+        container = replicas["master"]["template"]["spec"]["containers"][0]
+        container["command"] = ["python", "-c", SAME_AS_FILE]
+        doc["spec"]["declarations"] = DOLLARS
+        doc["spec"]["logLevel"] = "$(HOME)"
+
+    name = apply(stack, tmp_path, namespace, change)
+    assert stack.wait_finished(name, namespace) == "Succeeded"

@@ -329,3 +329,20 @@ def test_each_stop_signal_stops_every_replica_and_what_they_spawned(tmp_path, si
     assert "Traceback" not in out
     survivors = [pid for pid in started if os.path.exists(f"/proc/{pid}") and not _zombie(pid)]
     assert survivors == []
+
+
+def test_hyperparameters_with_dollars_reach_the_process_unchanged(tmp_path, capsys):
+    """The local runner expands env as the kubelet does; the operator's escaping undoes it."""
+    from tests.e2e.test_e2e_chain import DOLLARS, SAME_AS_FILE
+
+    path, doc = unique_example(tmp_path)
+    doc["spec"]["replicas"] = {"master": doc["spec"]["replicas"]["master"]}
+    container = doc["spec"]["replicas"]["master"]["template"]["spec"]["containers"][0]
+    container["command"] = [sys.executable, "-c", SAME_AS_FILE]
+    doc["spec"]["declarations"] = DOLLARS
+    doc["spec"]["logLevel"] = "$(HOME)"
+    path.write_text(yaml.safe_dump(doc))
+    code = run_cli(path, "--outputs", tmp_path / "out", "--color", "never")
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert json.dumps(dict(sorted(DOLLARS.items()))) in printed

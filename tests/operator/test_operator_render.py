@@ -139,8 +139,17 @@ def test_outputs_are_mounted_per_run_and_refs_and_data_read_only():
     volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
     assert volumes[names.VOLUME_OUTPUTS]["persistentVolumeClaim"] == {"claimName": "outputs"}
     assert volumes["incluster-data-0"]["hostPath"]["path"] == "/d"
-    (source,) = volumes[names.VOLUME_CONTEXT]["projected"]["sources"]
-    assert source == {"configMap": {"name": "xp-context"}}
+    sources = volumes[names.VOLUME_CONTEXT]["projected"]["sources"]
+    assert sources == [
+        {"configMap": {"name": "xp-context"}},
+        {
+            "serviceAccountToken": {
+                "audience": "incluster.dev",
+                "expirationSeconds": 600,
+                "path": f"{contract.DIR_TOKEN}/{contract.FILE_TOKEN}",
+            }
+        },
+    ]
     env = env_of(pod["spec"]["containers"][0])
     assert json.loads(env[contract.ENV_OUTPUTS_REFS_PATHS]) == {
         "jobs": ["/refs/jobs/prep"],
@@ -398,3 +407,40 @@ def test_an_experiment_refs_url_names_the_run_it_resolved_to():
     env = env_of(pod_named(children, "xp-master-0")["spec"]["containers"][0])
     refs = json.loads(env[contract.ENV_OUTPUTS_REFS_PATHS])
     assert refs["experiments"] == ["s3://ml/team/team/mnist/xp0/run-1"]
+
+
+def test_no_credential_in_env_or_configmap_and_the_ca_and_url_travel_in_the_context():
+    settings = Settings(report_url="https://op.ops.svc:8443", report_ca_pem="-----BEGIN CERT")
+    children = render(raw_spec(), settings)
+    data = children.config_map["data"]
+    assert set(data) == {
+        contract.FILE_CONTEXT,
+        contract.FILE_CLUSTER,
+        contract.FILE_RUN_SPEC,
+        contract.FILE_REPORT_CA,
+    }
+    assert data[contract.FILE_REPORT_CA] == "-----BEGIN CERT"  # public: a CA certificate
+    assert json.loads(data[contract.FILE_CONTEXT])[contract.KEY_REPORT_URL] == settings.report_url
+    for pod in children.pods:
+        spec = pod["spec"]
+        assert "serviceAccountName" not in spec  # the user's choice, untouched
+        assert "automountServiceAccountToken" not in spec
+        for container in spec["containers"]:
+            for var in container["env"]:
+                assert "valueFrom" not in var
+                assert "TOKEN" not in var["name"]
+        secrets = [
+            s
+            for v in spec["volumes"]
+            for s in (v.get("projected") or {}).get("sources", [])
+            if "secret" in s
+        ]
+        assert secrets == []
+        assert not any("secret" in v for v in spec["volumes"])
+
+
+def test_operator_env_values_are_escaped_for_the_kubelet():
+    raw = raw_spec(declarations={"password": "pa$$word"}, logLevel="$(HOME)")
+    env = env_of(render(raw).pods[0]["spec"]["containers"][0])
+    assert env[contract.ENV_LOG_LEVEL] == "$$(HOME)"
+    assert json.loads(env[contract.ENV_DECLARATIONS].replace("$$", "$")) == {"password": "pa$$word"}

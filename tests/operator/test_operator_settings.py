@@ -14,7 +14,7 @@ def test_defaults_from_an_empty_environment():
     assert got.context_dir == contract.DEFAULT_CONTEXT_DIR
     assert got.cluster_domain == "cluster.local"
     assert got.addressing == "dns"
-    assert got.token_ttl_seconds == 3600
+    assert got.report_token_seconds == 600
     assert got.summary_sync_seconds == 10.0
     assert got.outputs.to_k8s() == {"emptyDir": {}}
 
@@ -32,7 +32,11 @@ def test_every_variable_is_read():
         s.ENV_CLUSTER_DOMAIN: "corp.example",
         s.ENV_EVALUATOR_IN_CLUSTER: "true",
         s.ENV_ADDRESSING: "loopback",
-        s.ENV_TOKEN_TTL_SECONDS: "900",
+        s.ENV_REPORT_AUDIENCE: "ml.example",
+        s.ENV_REPORT_TOKEN_SECONDS: "900",
+        s.ENV_REPORT_LISTEN: "[::1]:9443",
+        s.ENV_REPORT_URL: "https://op.ops.svc:9443/",
+        s.ENV_REPORT_TLS_DIR: "/tls",
         s.ENV_SUMMARY_SYNC_SECONDS: "2.5",
         s.ENV_SUCCESS_POLICY: "allWorkers",
         s.ENV_POLYAXON_ENV: "true",
@@ -54,7 +58,10 @@ def test_every_variable_is_read():
     assert got.cluster_domain == "corp.example"
     assert got.evaluator_in_cluster is True
     assert got.addressing == "loopback"
-    assert got.token_ttl_seconds == 900
+    assert got.report_token_seconds == 900
+    assert (got.report_audience, got.report_listen) == ("ml.example", "[::1]:9443")
+    assert (got.report_url, got.report_tls_dir) == ("https://op.ops.svc:9443", "/tls")
+    assert s.split_listen(got.report_listen) == ("::1", 9443)
     assert got.summary_sync_seconds == 2.5
     assert got.success_policy == "allWorkers"
     assert got.polyaxon_env is True
@@ -106,7 +113,12 @@ def test_every_env_name_has_the_prefix_and_is_unique():
         (s.ENV_CLUSTER_DOMAIN, "under_score"),
         (s.ENV_EVALUATOR_IN_CLUSTER, "maybe"),
         (s.ENV_ADDRESSING, "mdns"),
-        (s.ENV_TOKEN_TTL_SECONDS, "60"),
+        (s.ENV_REPORT_TOKEN_SECONDS, "60"),
+        (s.ENV_REPORT_AUDIENCE, "two words"),
+        (s.ENV_REPORT_LISTEN, "8443"),
+        (s.ENV_REPORT_LISTEN, "host:99999"),
+        (s.ENV_REPORT_URL, "http://op.ops.svc:8443"),
+        (s.ENV_REPORT_TLS_DIR, "relative"),
         (s.ENV_SUMMARY_SYNC_SECONDS, "nan"),
         (s.ENV_SUMMARY_SYNC_SECONDS, "0"),
         (s.ENV_SUCCESS_POLICY, "any"),

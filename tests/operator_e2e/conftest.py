@@ -8,6 +8,7 @@ counts filter on them). A module that needs the emulator names why in EMULATOR_B
 from __future__ import annotations
 
 import secrets
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -54,10 +55,15 @@ def running(
         # On a shared API server each module's operator watches only its own namespaces
         # (a kopf glob), so parallel modules never reconcile each other's experiments.
         prefix = f"t{secrets.token_hex(3)}"
+        # A fixed report API port, so that a restarted operator is where the context says.
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
         settings = Settings(
             namespaces=None if handle.is_emulator else (f"{prefix}-*",),
             # The data store examples/07-data.yaml names, as an admin would configure it.
             data_stores={"mnist": VolumeSource(claim="mnist")},
+            report_listen=f"127.0.0.1:{port}",
         )
         operator = OperatorThread(settings, configuration).start()
         try:

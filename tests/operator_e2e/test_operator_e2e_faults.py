@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import kmock
 import pytest
-from incluster_operator.render import access
 from operator_e2e_harness import Kube, experiment, replica
 
 pytestmark = [pytest.mark.cluster, pytest.mark.emulator]
@@ -54,10 +53,6 @@ def test_a_pod_the_api_server_rejects_fails_the_experiment(kube: Kube) -> None:
     assert failed["reason"] == "PodRejected"
     assert "spec.containers" in failed["message"]
     assert kube.calls("create", "pods") == 1  # a spec problem: not retried
-    secret = access.access_names("rej").secret
-    assert secret not in {
-        s.metadata.name for s in kube.core.list_namespaced_secret(kube.namespace).items
-    }
 
 
 def test_dropped_watches_are_resumed(kube: Kube) -> None:

@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import base64
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import kopf
 import pytest
 import yaml
-from incluster_operator import handlers, k8s
 from incluster_operator.api import names
-from incluster_operator.render import access
-from incluster_operator.settings import Settings
-from operator_e2e_harness import GC_TIMEOUT, Kube, Running, experiment, replica
+from operator_e2e_harness import GC_TIMEOUT, Kube, experiment, replica
 
 from devcluster.testing import wait_for
 
@@ -38,11 +32,16 @@ def test_create_makes_children_owned_by_the_experiment(kube: Kube) -> None:
     assert service.metadata.owner_references[0].uid == uid
     config_map = kube.core.read_namespaced_config_map("tf-context", kube.namespace)
     assert config_map.metadata.owner_references[0].uid == uid
-    # The scoped token exists before any pod mounts it, as a file source, never in env.
-    secret = kube.core.read_namespaced_secret(access.access_names("tf").secret, kube.namespace)
-    assert base64.b64decode(secret.data[access.SECRET_KEY_TOKEN])
+    # The pod's one credential: a projected token of its own account for the report API,
+    # a file (never env); no Secret, ServiceAccount, Role or RoleBinding is created for it.
     context = next(v for v in pods["tf-master-0"].spec.volumes if v.name == names.VOLUME_CONTEXT)
-    assert {s.secret.name for s in context.projected.sources if s.secret} == {secret.metadata.name}
+    sources = context.projected.sources
+    (token,) = [s.service_account_token for s in sources if s.service_account_token]
+    assert (token.audience, token.path) == ("incluster.dev", "token/token")
+    assert pods["tf-master-0"].spec.service_account_name in (None, "default")
+    assert kube.core.list_namespaced_secret(kube.namespace).items == []
+    assert kube.calls("create", "serviceaccounts") == kube.calls("create", "roles") == 0
+    assert kube.calls("create", "rolebindings") == kube.calls("create", "secrets") == 0
 
     status = kube.wait_phase("tf", "Pending")
     assert status["ready"] == "0/4"
@@ -75,15 +74,6 @@ def test_pod_phases_drive_the_status_and_events(kube: Kube) -> None:
     assert "master 0 succeeded" in succeeded["message"]
     # cleanPodPolicy Running (the default): the workers still running are deleted.
     wait_for(lambda: list(kube.pods("run")) == ["run-master-0"], message="workers cleaned up")
-    # The token is revoked when the experiment ends.
-    secret = access.access_names("run").secret
-    wait_for(
-        lambda: (
-            secret
-            not in {s.metadata.name for s in kube.core.list_namespaced_secret(kube.namespace).items}
-        ),
-        message="token secret deleted",
-    )
     expected = ["ExperimentPending", "ExperimentRunning", "ExperimentSucceeded"]
     wait_for(
         lambda: [reason for _, reason, _ in kube.events("run")] == expected,
@@ -192,41 +182,6 @@ def test_every_example_applies_and_its_pods_are_accepted(kube: Kube, path: Path)
     status = kube.wait_phase(name, "Pending")
     assert status["ready"] == f"0/{total}"
     assert kube.condition(name, "Failed") is None
-
-
-def test_the_token_timer_replaces_a_token_that_is_due(kube: Kube, running: Running) -> None:
-    kube.create(experiment("tok", {"master": replica()}))
-    kube.wait_pods("tok", 1)
-    secret_name = access.access_names("tok").secret
-    first = kube.core.read_namespaced_secret(secret_name, kube.namespace)
-    # Age the stored token: issued long ago, expiring in a minute (due for refresh).
-    kube.core.patch_namespaced_secret(
-        secret_name,
-        kube.namespace,
-        {
-            "metadata": {
-                "annotations": {
-                    access.ANNOTATION_ISSUED_AT: "2020-01-01T00:00:00Z",
-                    access.ANNOTATION_EXPIRES_AT: (
-                        datetime.now(UTC) + timedelta(minutes=1)
-                    ).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                }
-            }
-        },
-    )
-    configuration = k8s.load_configuration({"KUBECONFIG": str(running.cluster.kubeconfig)})
-    runtime = handlers.Runtime(api=k8s.connect(configuration), settings=Settings())
-    try:
-        # What kopf's timer calls every TOKEN_CHECK_SECONDS.
-        handlers.refresh_token(
-            namespace=kube.namespace, name="tok", memo=kopf.Memo(runtime=runtime)
-        )
-    finally:
-        runtime.api.close()
-    second = kube.core.read_namespaced_secret(secret_name, kube.namespace)
-    assert second.data[access.SECRET_KEY_TOKEN] != first.data[access.SECRET_KEY_TOKEN]
-    issued = second.metadata.annotations[access.ANNOTATION_ISSUED_AT]
-    assert issued > "2020-01-01T00:00:00Z"
 
 
 def test_template_fields_reach_the_api_server_untouched(kube: Kube) -> None:

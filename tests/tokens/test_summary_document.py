@@ -9,6 +9,7 @@ from incluster import contract
 from incluster.errors import ContextError
 from incluster.tracking import sync
 from incluster.tracking.run import Run
+from incluster_operator import reporting
 
 NOW = 1_800_000_000.0
 
@@ -77,11 +78,11 @@ def test_one_oversized_entry_is_left_out_alone():
 def test_removed_keys_become_nulls_in_the_merge_patch():
     previous = {"metrics": {"a": 1, "b": 2}, "truncated": {"omitted": {"metrics": 1}}}
     current = {"metrics": {"a": 3}}
-    assert sync.with_removals(previous, current) == {
+    assert reporting.with_removals(previous, current) == {
         "metrics": {"a": 3, "b": None},
         "truncated": None,
     }
-    assert sync.with_removals(None, current) == current
+    assert reporting.with_removals(None, current) == current
 
 
 @pytest.mark.parametrize(

@@ -132,12 +132,12 @@ def test_artifact_ref_relative_path_and_directory(run: Run) -> None:
     assert run.log_artifact_ref("model", kind="model")["hash"] != ref["hash"]
 
 
-def test_artifact_outside_outputs_is_stored_absolute(run: Run, tmp_path: Path) -> None:
+def test_artifact_outside_outputs_raises(run: Run, tmp_path: Path) -> None:
+    """As docs/tracking.md says (it used to be hashed and stored absolute)."""
     data = tmp_path / "elsewhere.txt"
     data.write_text("x")
-    ref = run.log_artifact_ref(data)
-    assert ref["path"] == str(data)
-    assert ref["name"] == "elsewhere"
+    with pytest.raises(ValueError, match="outside the outputs directory"):
+        run.log_artifact_ref(data)
 
 
 def test_run_as_context_manager_records_failure(tmp_path: Path) -> None:

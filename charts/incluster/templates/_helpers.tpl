@@ -61,3 +61,39 @@ the namespaces given here are the ones the RBAC templates grant, from the same v
 - incluster_operator.handlers
 - --liveness=http://0.0.0.0:{{ .Values.health.port }}/healthz
 {{- end -}}
+
+{{/* The report API: its Service, the URL pods use, and its TLS Secret. */}}
+{{- define "incluster.reportService" -}}
+{{- printf "%s-report" (include "incluster.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "incluster.reportURL" -}}
+{{- printf "https://%s.%s.svc:%d" (include "incluster.reportService" .) .Release.Namespace (.Values.report.port | int) -}}
+{{- end -}}
+
+{{- define "incluster.reportTLSSecret" -}}
+{{- printf "%s-report-tls" (include "incluster.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/*
+The serving certificate's data (tls.crt, tls.key, ca.crt) as YAML: kept from the installed
+Secret on upgrade (lookup), generated on install; no step for the admin. Rotation: delete
+the Secret and run `helm upgrade` (docs/install.md). Memoised per render in .Values so the
+Secret and the Deployment's checksum see the same pair.
+*/}}
+{{- define "incluster.reportTLS" -}}
+{{- $existing := lookup "v1" "Secret" .Release.Namespace (include "incluster.reportTLSSecret" .) -}}
+{{- if and $existing (index ($existing.data | default dict) "tls.crt") -}}
+{{- toYaml $existing.data -}}
+{{- else -}}
+{{- if not (hasKey .Values "_reportTLS") -}}
+{{- $service := include "incluster.reportService" . -}}
+{{- $ns := .Release.Namespace -}}
+{{- $ca := genCA (printf "%s-ca" $service) (int .Values.report.certificateDays) -}}
+{{- $names := list $service (printf "%s.%s" $service $ns) (printf "%s.%s.svc" $service $ns) (printf "%s.%s.svc.%s" $service $ns .Values.clusterDomain) -}}
+{{- $cert := genSignedCert $service nil $names (int .Values.report.certificateDays) $ca -}}
+{{- $_ := set .Values "_reportTLS" (dict "tls.crt" ($cert.Cert | b64enc) "tls.key" ($cert.Key | b64enc) "ca.crt" ($ca.Cert | b64enc)) -}}
+{{- end -}}
+{{- toYaml (index .Values "_reportTLS") -}}
+{{- end -}}
+{{- end -}}

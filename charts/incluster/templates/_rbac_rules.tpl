@@ -6,48 +6,42 @@ requests the operator really sends: add a verb here only with the code that uses
 */}}
 
 {{- define "incluster.rules.namespaced" -}}
-# The Experiments it reconciles; kopf patches finalizers and its progress annotations.
-# get on both is also what each Experiment's own Role grants: Kubernetes lets the
-# operator create a Role only with permissions it holds itself.
+# The Experiments it reconciles; kopf patches finalizers and its progress annotations;
+# delete is for ttlSecondsAfterFinished. The operator alone writes Experiments: pods
+# report through its HTTPS report API and hold no Kubernetes right from incluster.
 - apiGroups: [incluster.dev]
   resources: [experiments]
   verbs: [get, list, watch, patch, delete]
 - apiGroups: [incluster.dev]
   resources: [experiments/status]
-  verbs: [get, patch]
-# One pod per replica, watched for the Experiment's status.
+  verbs: [patch]
+# One pod per replica, watched for the Experiment's status; get: the report API checks
+# that a caller's pod exists with the uid its token names.
 - apiGroups: [""]
   resources: [pods]
-  verbs: [get, list, watch, create, delete, patch]
-# One headless Service and one context ConfigMap per Experiment.
+  verbs: [get, list, watch, create, delete]
+# One headless Service and one context ConfigMap per Experiment (deleted with it by
+# their owner reference; get adopts them after a restart).
 - apiGroups: [""]
   resources: [services, configmaps]
-  verbs: [get, create, delete, patch]
-# The per-Experiment scoped identity: ServiceAccount, Role, RoleBinding and the Secret
-# its token is bound to (deleting the Secret revokes the token).
-- apiGroups: [""]
-  resources: [serviceaccounts, secrets]
-  verbs: [get, create, delete, patch]
-- apiGroups: [rbac.authorization.k8s.io]
-  resources: [roles, rolebindings]
-  verbs: [get, create, delete, patch]
-# TokenRequest: mint the short-lived token.
-- apiGroups: [""]
-  resources: [serviceaccounts/token]
-  verbs: [create]
-# Gang scheduling: one PodGroup per Experiment that names spec.schedulingPolicy.scheduler
-# (created, read back on a conflict, deleted when an earlier Experiment of the same name
-# left it; otherwise garbage collection removes it with its owner).
+  verbs: [get, create, delete]
+# Gang scheduling: one PodGroup per Experiment that names spec.schedulingPolicy.scheduler.
+# get: read back on a conflict; delete (also on Services and ConfigMaps): a child an
+# earlier Experiment of the same name left behind (deleted, not yet collected) is removed.
 - apiGroups: [scheduling.x-k8s.io, scheduling.volcano.sh]
   resources: [podgroups]
   verbs: [get, create, delete]
-# kopf posts handler outcomes as Events on the Experiment (POST only, never patch).
+# Events on the Experiment (POST only, never patch).
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
 {{- end -}}
 
 {{- define "incluster.rules.cluster" -}}
+# TokenReview (cluster-scoped): the report API checks a pod's projected token.
+- apiGroups: [authentication.k8s.io]
+  resources: [tokenreviews]
+  verbs: [create]
 # kopf watches CRDs to notice the Experiment CRD (re)appearing.
 - apiGroups: [apiextensions.k8s.io]
   resources: [customresourcedefinitions]

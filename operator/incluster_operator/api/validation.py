@@ -24,6 +24,10 @@ LOOPBACK_MAX_REPLICAS = 8192
 
 #: How many problems one message lists (the rest are summarised as a count).
 MAX_PROBLEMS = 5
+#: Deepest nesting a spec may have (a pod template with affinities is about 15 deep). The
+#: API server accepts 10,000; every recursive step after it (validation, JSON, the
+#: context document) would then need a recursion limit nobody should depend on.
+MAX_SPEC_DEPTH = 64
 
 _FIXES = {
     "missing": "add it",
@@ -133,6 +137,23 @@ def _name_problems(name: str, spec: ExperimentSpec) -> list[str]:
     return problems
 
 
+def too_deep(raw: Any, limit: int = MAX_SPEC_DEPTH) -> str | None:
+    """The path of the first value nested deeper than ``limit`` below ``spec``, or None.
+
+    Iterative: a recursive walk is exactly what a deeply nested object would break.
+    """
+    stack: list[tuple[Any, str, int]] = [(raw, "spec", 0)]
+    while stack:
+        value, path, depth = stack.pop()
+        if depth > limit:
+            return path
+        if isinstance(value, Mapping):
+            stack.extend((v, f"{path}.{k}", depth + 1) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((v, f"{path}[{i}]", depth + 1) for i, v in enumerate(value))
+    return None
+
+
 #: ``SchedulingPolicy.scheduler`` values; the schema keeps a string so a typo gets a fix.
 SCHEDULERS: tuple[Scheduler, ...] = ("volcano", "scheduler-plugins")
 #: Kubernetes' DNS-1123 subdomain (a PriorityClass name).
@@ -235,6 +256,15 @@ def validate(
     """
     if not isinstance(raw, Mapping):
         raise InvalidSpec([f"spec: must be an object, got {type(raw).__name__}"])
+    deep = too_deep(raw)
+    if deep is not None:
+        where = ".".join(deep.split(".")[:2]).split("[")[0]
+        raise InvalidSpec(
+            [
+                f"{where}: nested more than {MAX_SPEC_DEPTH} levels deep (at {deep[:120]}...); "
+                "flatten it (declarations are hyperparameters, not a data store)"
+            ]
+        )
     fields = dict(raw)
     if fields.get("project") is None:
         fields["project"] = namespace

@@ -30,7 +30,6 @@ from incluster_operator.local.lookups import Lookups, TokenRequest
 #: find ``python`` and keep the locale, nothing that could leak the user's credentials.
 INHERITED_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "PYTHONPATH", "VIRTUAL_ENV")
 
-_EXPANSION = re.compile(r"\$\$|\$\(([-._a-zA-Z0-9]+)\)")
 _LABEL_FIELD = re.compile(r"^metadata\.(labels|annotations)\['([^']+)'\]$")
 
 
@@ -188,15 +187,40 @@ def _text(value: bytes, where: str) -> str:
 
 
 def expand(value: str, env: Mapping[str, str]) -> str:
-    """Kubernetes' ``$(VAR)`` expansion: defined names are replaced, ``$$`` escapes ``$``."""
+    """The kubelet's ``$(VAR)`` expansion, step for step (``third_party/forked/golang/expansion``).
 
-    def one(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name is None:
-            return "$"
-        return env.get(name, match.group(0))
-
-    return _EXPANSION.sub(one, value)
+    ``$$`` is one ``$``; ``$(NAME)`` is NAME's value when NAME is defined, else stays as it
+    is; an unclosed ``$(`` and a ``$`` before any other character stay too, and a final
+    ``$`` stays. Whatever the value holds, the runners give the process what a kubelet
+    would, so a value the operator escaped (``$`` -> ``$$``) arrives unchanged.
+    """
+    out: list[str] = []
+    checkpoint = 0
+    cursor = 0
+    while cursor < len(value):
+        if value[cursor] == "$" and cursor + 1 < len(value):
+            out.append(value[checkpoint:cursor])
+            following = value[cursor + 1]
+            if following == "$":
+                out.append("$")
+                advance = 1
+            elif following == "(":
+                closer = value.find(")", cursor + 2)
+                if closer == -1:
+                    out.append("$(")
+                    advance = 1
+                else:
+                    name = value[cursor + 2 : closer]
+                    out.append(env.get(name, f"$({name})"))
+                    advance = closer - cursor
+            else:
+                out.append("$" + following)
+                advance = 1
+            cursor += advance
+            checkpoint = cursor + 1
+        cursor += 1
+    out.append(value[checkpoint:])
+    return "".join(out)
 
 
 def container_env(

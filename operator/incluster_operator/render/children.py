@@ -60,13 +60,17 @@ def render_service(p: Plan) -> dict[str, Any]:
 
 
 def render_config_map(p: Plan) -> dict[str, Any]:
-    """The context ConfigMap, once per run: ``context.json``, ``cluster.json`` and the
-    run's spec (``spec.json``: what the operator keeps running after a later edit)."""
+    """The context ConfigMap, once per run: ``context.json``, ``cluster.json``, the run's
+    spec (``spec.json``: what the operator keeps running after a later edit) and the report
+    API's CA bundle (``report-ca.crt``)."""
     data = {
         contract.FILE_CONTEXT: p.context_json,
         contract.FILE_CLUSTER: p.cluster_json,
         contract.FILE_RUN_SPEC: dumps(spec_document(p.spec)),
     }
+    if p.settings.report_ca_pem:
+        # A CA certificate is public: a ConfigMap is the right place for it.
+        data[contract.FILE_REPORT_CA] = p.settings.report_ca_pem
     size = sum(len(k.encode()) + len(v.encode()) for k, v in data.items())
     if size > CONFIGMAP_MAX_BYTES:
         raise InvalidSpec(

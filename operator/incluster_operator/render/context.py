@@ -217,7 +217,7 @@ def context_document(
     ref_runs: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The content of ``context.json`` (keys from the contract)."""
-    return {
+    document = {
         contract.KEY_VERSION: contract.CONTEXT_VERSION,
         contract.KEY_EXPERIMENT_INFO: experiment_info(spec, meta),
         contract.KEY_DECLARATIONS: spec.declarations,
@@ -229,6 +229,9 @@ def context_document(
         contract.KEY_EVALUATOR_IN_CLUSTER: settings.evaluator_in_cluster,
         contract.KEY_PRIMARY_METRIC: spec.primary_metric,
     }
+    if settings.report_url:
+        document[contract.KEY_REPORT_URL] = settings.report_url
+    return document
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,8 @@ import copy
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from incluster import contract
+
 from incluster_operator.api import names
 from incluster_operator.api.models import API_VERSION, KIND
 from incluster_operator.api.validation import InvalidSpec
@@ -26,6 +28,7 @@ from incluster_operator.render.context import (
     ref_subpath,
     task_env,
 )
+from incluster_operator.settings import Settings
 
 _CONTAINER_FIELDS = ("initContainers", "containers")
 
@@ -52,15 +55,46 @@ def identity_labels(meta: ExperimentMeta, task_type: str, index: int) -> dict[st
     }
 
 
+def report_token_source(settings: Settings) -> dict[str, Any]:
+    """The pod's one credential: a projected token of its own ServiceAccount.
+
+    Its audience is the report API's, so the API server refuses it as a credential; the
+    kubelet mints it bound to the pod (it dies with the pod) and rotates it before
+    expiry. It is a file in the context directory, never env (env leaks into ``kubectl
+    describe``, crash reports and child processes). ``serviceAccountName`` and
+    ``automountServiceAccountToken`` stay as the user wrote them.
+    """
+    return {
+        "serviceAccountToken": {
+            "audience": settings.report_audience,
+            "expirationSeconds": settings.report_token_seconds,
+            "path": f"{contract.DIR_TOKEN}/{contract.FILE_TOKEN}",
+        }
+    }
+
+
+def escape_env(value: str) -> str:
+    """A value the kubelet's ``$(VAR)`` expansion gives back unchanged: ``$`` -> ``$$``.
+
+    The kubelet expands ``$(NAME)`` and ``$$`` in every env value, so a hyperparameter
+    ``pa$$word`` or ``$(HOME)`` would reach the process altered; escaped, it arrives as
+    written.
+    """
+    return value.replace("$", "$$")
+
+
 def _volumes(p: Plan) -> list[dict[str, Any]]:
     """The operator's pod volumes; the same for every pod of the experiment."""
     volumes: list[dict[str, Any]] = [
         {
-            # Projected, so that later sources (the scoped token, the CA) can join the
-            # same directory without nesting a mount inside a read-only one.
+            # Projected: the context files and the pod's report token share one read-only
+            # directory without nesting a mount inside it.
             "name": names.VOLUME_CONTEXT,
             "projected": {
-                "sources": [{"configMap": {"name": names.context_configmap_name(p.meta.name)}}]
+                "sources": [
+                    {"configMap": {"name": names.context_configmap_name(p.meta.name)}},
+                    report_token_source(p.settings),
+                ]
             },
         },
         {"name": names.VOLUME_OUTPUTS, **p.settings.outputs.to_k8s()},
@@ -145,7 +179,7 @@ def _container(
                     ]
                 )
     # Ours first: the user's env may refer to them as $(INCLUSTER_...).
-    out["env"] = [{"name": k, "value": v} for k, v in env] + user_env
+    out["env"] = [{"name": k, "value": escape_env(v)} for k, v in env] + user_env
     out["volumeMounts"] = [dict(m) for m in mounts] + user_mounts
     return out
 

@@ -231,7 +231,7 @@ def get_outputs_path(filename: str | os.PathLike[str] | None = None) -> str:
 
 
 def get_client() -> Client:
-    """A scoped Kubernetes API client for this experiment (``incluster.client.Client``)."""
+    """The operator's report API client for this pod (``incluster.client.Client``)."""
     from incluster.client import Client
 
     return Client()

@@ -134,15 +134,39 @@ def _number(value: Any) -> float | int:
     return value
 
 
+def _text(value: Any) -> str:
+    """A name as written by the SDK: a string that is valid UTF-8 (no lone surrogate)."""
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a name")
+    value.encode("utf-8")  # UnicodeEncodeError is a ValueError
+    return value
+
+
+def _step(value: Any) -> int | None:
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    raise ValueError(f"step {value!r} is not an int")
+
+
 def decode(line: bytes | str, source: str = "") -> Event:
-    """One line -> one record; ValueError/KeyError when it is not a valid record."""
-    raw = json.loads(line)
+    """One line -> one record; ValueError/KeyError when it is not a valid record.
+
+    Every field a consumer sorts, compares or prints is type-checked here, so a line of
+    garbage (or nested thousands deep) is one skipped line, never a crash.
+    """
+    try:
+        raw = json.loads(line)
+    except RecursionError:
+        raise ValueError("an event line nested too deep") from None
     if not isinstance(raw, dict):
         raise ValueError("an event line must hold a JSON object")
     kind = raw["k"]
-    t = raw.get("t", 0) / 1000
+    stamp = raw.get("t", 0)
+    if isinstance(stamp, bool) or not isinstance(stamp, int | float):
+        raise ValueError(f"timestamp {stamp!r} is not a number")
+    t = stamp / 1000
     if kind == "metric":
-        return Metric(source, raw["n"], _number(raw["v"]), raw["s"], t)
+        return Metric(source, _text(raw["n"]), _number(raw["v"]), _step(raw["s"]), t)
     if kind == "inputs":
         return Inputs(source, raw["values"], t, raw.get("reset") is True)
     if kind == "outputs":

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import stat
 import sys
 from typing import Any
 
@@ -30,11 +31,26 @@ def _digest(h: Any) -> str:
 
 
 def file_hash(path: str | os.PathLike[str]) -> str:
-    """Hash of a regular file's bytes, read in chunks (models can be large)."""
-    h = _new()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(_CHUNK), b""):
-            h.update(chunk)
+    """Hash of a regular file's bytes, read in chunks (models can be large).
+
+    Anything else (a FIFO, a socket, ``/dev/zero``) raises ``ValueError``: reading it
+    would block training or never end. Opened non-blocking and checked on the open file,
+    so a path swapped after the check cannot slip through.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError(
+                f"{os.fspath(path)!r} is not a regular file (a FIFO, socket or device); "
+                "only files and directories of files can be hashed"
+            )
+        os.set_blocking(fd, True)
+        h = _new()
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            for chunk in iter(lambda: f.read(_CHUNK), b""):
+                h.update(chunk)
+    finally:
+        os.close(fd)
     return _digest(h)
 
 

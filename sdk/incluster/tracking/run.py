@@ -101,6 +101,14 @@ def check_name(name: object, argument: str = "name") -> str:
         raise TypeError(f"{argument} must be a str, got {type(name).__name__} {name!r}")
     if not name:
         raise ValueError(f"{argument} must be a non-empty string")
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate (from a mis-decoded byte string) cannot be written as UTF-8.
+        raise ValueError(
+            f"{argument}={name!r} holds a lone surrogate, which is not text; decode the bytes "
+            "it came from as UTF-8"
+        ) from None
     return name
 
 
@@ -445,8 +453,9 @@ class Run:
     ) -> dict[str, Any]:
         """Record an artifact's kind, name, path and content hash; returns the record.
 
-        A relative ``path`` is taken inside the outputs directory (and may not leave
-        it); the stored path is relative to the outputs directory when inside it.
+        ``path`` must be inside the outputs directory (relative to it, or absolute); the
+        stored path is relative to it. Only regular files and directories of them are
+        hashed: a FIFO or a device would block or never end.
         """
         try:
             kind_value = ArtifactKind(kind)
@@ -460,9 +469,17 @@ class Run:
         text = os.fspath(path)
         if "://" in text:
             return self._log_url_ref(text, kind_value, name)
-        full = (
-            text if os.path.isabs(text) else paths.inside(self.outputs_path, text, argument="path")
-        )
+        if os.path.isabs(text):
+            full = text
+            real_root = os.path.realpath(self.outputs_path)
+            real = os.path.realpath(full)
+            if real != real_root and not real.startswith(real_root + os.sep):
+                raise ValueError(
+                    f"path={text!r} is outside the outputs directory {real_root}; artifacts "
+                    "live there (tracking.get_outputs_path('name') gives a path inside it)"
+                )
+        else:
+            full = paths.inside(self.outputs_path, text, argument="path")
         if not os.path.exists(full):
             raise ValueError(f"path={text!r} does not exist; write the artifact first")
         stem = os.path.splitext(os.path.basename(os.path.normpath(full)))[0]
@@ -514,10 +531,7 @@ class Run:
 
     def _relative(self, full: str) -> str:
         real_root = os.path.realpath(self.outputs_path)
-        real = os.path.realpath(full)
-        if real.startswith(real_root + os.sep):
-            return os.path.relpath(real, real_root).replace(os.sep, "/")
-        return os.path.abspath(full)
+        return os.path.relpath(os.path.realpath(full), real_root).replace(os.sep, "/")
 
     def log_data_ref(self, data: object, data_name: str = "data", reset: bool = False) -> str:
         """Record a stable content hash of ``data`` under ``data_name``; returns the hash.

@@ -1,18 +1,21 @@
-"""Keep a bounded tracking summary in the Experiment's ``status.tracking``.
+"""Keep a bounded tracking summary in the Experiment's ``status.tracking``, via the operator.
 
 Why a poller on a daemon thread: the logging calls must stay as fast as a bare
-``os.write`` whatever the API does (down, slow, 500, 409, 403 after revocation). The run
-only bumps ``run.version``; this thread looks at it every N seconds, builds a bounded
-document from ``run.summary()`` and merge-patches it with the scoped client. A failed
-patch is retried with backoff (never more often than the interval allows) and never
-raised; each kind of failure is logged once. The full history stays in the event files;
+``os.write`` whatever the operator does (down, slow, 429, 500, 403). The run only bumps
+``run.version``; this thread looks at it every N seconds, builds a bounded document from
+``run.summary()`` and sends it to the operator's report API, which folds it into the
+status (the pod holds no right to write the Experiment itself). A failed report is
+retried with backoff (never more often than the interval allows) and never raised; each
+kind of failure is logged once. An unchanged summary is sent again every
+``HEARTBEAT_ROUNDS`` intervals, so the status converges after an operator restart lost
+what it had accepted but not yet written. The full history stays in the event files;
 the status holds the latest value and step per metric, inputs, outputs, tags and refs.
 
 Why bounded: the Experiment is one etcd object (1.5 MiB at most, and every watcher gets
 all of it on each change). The document is capped per section and in bytes, far below
 that, and says what it left out.
 
-Only one replica writes (chief/master, else worker 0), so patches never race.
+Only one replica reports (chief/master, else worker 0); the operator refuses the others.
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ RETRY_FIRST_SECONDS: Final = 0.5
 FINAL_TIMEOUT_SECONDS: Final = 10.0
 #: (connect, read) timeouts of the sync's client: short, the next round retries anyway.
 CLIENT_TIMEOUT: Final = (2.0, 5.0)
+#: An unchanged summary is reported again after this many intervals.
+HEARTBEAT_ROUNDS: Final = 6
 
 #: summary section -> key in ``status.tracking``, in the order the byte budget serves them.
 SECTIONS: Final = (
@@ -169,33 +174,6 @@ def tracking_document(
     return doc
 
 
-def with_removals(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> dict[str, Any]:
-    """``current`` plus ``null`` for every key ``previous`` had and ``current`` lacks.
-
-    A merge patch only adds and replaces; without the nulls, an entry that a cap pushed
-    out (or a ``truncated`` note that no longer applies) would stay in the status forever.
-    """
-    result = dict(current)
-    for key, old in (previous or {}).items():
-        if key not in current:
-            result[key] = None
-        elif isinstance(old, Mapping) and isinstance(current[key], Mapping):
-            result[key] = with_removals(old, current[key])
-    return result
-
-
-def _union(a: Mapping[str, Any] | None, b: Mapping[str, Any]) -> dict[str, Any]:
-    """The keys either document may have left in the status (a failed patch may have landed)."""
-    result = dict(a or {})
-    for key, value in b.items():
-        old = result.get(key)
-        if isinstance(old, Mapping) and isinstance(value, Mapping):
-            result[key] = _union(old, value)
-        else:
-            result[key] = value
-    return result
-
-
 def failure_kind(exc: BaseException) -> str:
     """One word per kind of failure, so each kind is logged once."""
     if isinstance(exc, TokenFileError):
@@ -204,7 +182,7 @@ def failure_kind(exc: BaseException) -> str:
         return "forbidden"
     if isinstance(exc, ApiError):
         if exc.status == 409:
-            return "conflict"
+            return "finished"
         return "server" if exc.status == 429 or exc.status >= 500 else "rejected"
     if isinstance(exc, UnreachableError):
         return "unreachable"
@@ -237,7 +215,7 @@ class SummarySync:
         self.synced_version: int | None = None
         #: Failures seen so far, by kind (``failure_kind``).
         self.failures: dict[str, int] = {}
-        self._left_in_status: dict[str, Any] | None = None
+        self._last_sent = -math.inf
         self._stop = threading.Event()
         self._final_deadline = 0.0
         self._thread = threading.Thread(
@@ -261,9 +239,7 @@ class SummarySync:
             if self._client is None:
                 self._client = self._make_client()
             doc = tracking_document(self._summary(), self.limits, primary=self.primary)
-            patch = with_removals(self._left_in_status, doc)
-            self._left_in_status = _union(self._left_in_status, doc)
-            self._client.patch_status({contract.STATUS_TRACKING: patch})
+            self._client.report_tracking(doc)
         except Exception as exc:  # a bug here must not kill the thread either
             kind = failure_kind(exc)
             self.failures[kind] = self.failures.get(kind, 0) + 1
@@ -277,14 +253,15 @@ class SummarySync:
                     exc_info=kind == "internal",  # a bug: the traceback is what helps
                 )
             return False
-        self._left_in_status = doc
         self.synced_version = version
+        self._last_sent = time.monotonic()
         return True
 
     def _main(self) -> None:
         failures = 0
         while not self._stop.wait(self._retry_delay(failures)):
-            if self._version() != self.synced_version:
+            stale = time.monotonic() - self._last_sent >= self.interval * HEARTBEAT_ROUNDS
+            if self._version() != self.synced_version or stale:
                 failures = 0 if self.sync_once() else failures + 1
         # Final round: deliver the last summary until the deadline close() set.
         while self._version() != self.synced_version and time.monotonic() < self._final_deadline:
@@ -332,19 +309,19 @@ def start_for(
 ) -> SummarySync | None:
     """Start the sync when this process is the summary writer of an in-cluster run.
 
-    Returns None outside a cluster, without an API address (a local run), and on every
+    Returns None outside a cluster, without a report API (a local run), and on every
     other replica. Building the client is deferred to the thread, so a missing token
     file is reported there (once), not here.
     """
     env = os.environ if environ is None else environ
     if not context.is_in_cluster():
         return None
-    if not (env.get(contract.ENV_API_URL) or env.get(contract.ENV_KUBERNETES_SERVICE_HOST)):
-        return None  # a context but no API (`incluster run`): the event files are the record
+    document = context.document() or {}
+    if not document.get(contract.KEY_REPORT_URL):
+        return None  # a context but no operator (`incluster run`): the event files are the record
     if not is_summary_writer(context.get_cluster_def(), context.get_task_info()):
         return None
     interval = interval_from_env(env)
-    document = context.document() or {}
     primary = document.get(contract.KEY_PRIMARY_METRIC)
     return SummarySync(
         version,

@@ -182,13 +182,12 @@ class ControlPlane:
         assert self.data_dir is not None
         deadline = time.monotonic() + timeout
         pki_dir = self.data_dir / "pki"
-        ca = self._ca = pki.Authority(pki_dir)
+        ca = self._ca = pki.authority(pki_dir)
         serving = ca.issue(
             "apiserver",
             "kube-apiserver",
             server=True,
-            dns=pki.API_DNS_NAMES,
-            ips=(self.host, "10.0.0.1"),
+            hosts=(*pki.API_DNS_NAMES, self.host, "10.0.0.1"),
         )
         admin = ca.issue("admin", "devcluster-admin", org="system:masters")
         kcm = ca.issue("controller-manager", "system:kube-controller-manager")

@@ -60,8 +60,8 @@ class LogServer:
         self.root = root
         self.running = running
         folder = Path(tempfile.mkdtemp(prefix="devcluster-kubelet-"))
-        serving = pki.Authority(folder).issue(
-            "kubelet", "devcluster-kubelet", server=True, dns=("localhost",), ips=(host,)
+        serving = pki.authority(folder).issue(
+            "kubelet", "devcluster-kubelet", server=True, hosts=("localhost", host)
         )
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(str(serving.cert), str(serving.key))

@@ -319,14 +319,13 @@ class PodRunner:
         kwargs: dict[str, Any] = {"timeout_seconds": 60}
         if version:
             kwargs["resource_version"] = version
-        if self.namespace is None:
-            stream = self._watch.stream(  # type: ignore[no-untyped-call]
-                self.api.core.list_pod_for_all_namespaces, **kwargs
-            )
-        else:
-            stream = self._watch.stream(  # type: ignore[no-untyped-call]
-                self.api.core.list_namespaced_pod, self.namespace, **kwargs
-            )
+        core = self.api.core
+        lister, args = (
+            (core.list_pod_for_all_namespaces, ())
+            if self.namespace is None
+            else (core.list_namespaced_pod, (self.namespace,))
+        )
+        stream = self._watch.stream(lister, *args, **kwargs)  # type: ignore[no-untyped-call]
         for event in stream:
             if self._stopping.is_set():
                 return

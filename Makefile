@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # The real control plane the `cluster` tests run against: built from upstream sources on
-# first use (10-15 minutes on 2 cores), a no-op after. A failed build does not stop the
+# first use (5-10 minutes on 2 cores), a no-op after. A failed build does not stop the
 # unit tests: the cluster tests then skip with the build's message (CI fails instead).
 control-plane:
 	bash devcluster/build-control-plane.sh

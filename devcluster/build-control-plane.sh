@@ -38,7 +38,7 @@ echo "[2/3] building etcd ..."
 echo "      done in $((SECONDS - step)) s"
 
 step=$SECONDS
-echo "[3/3] building kube-apiserver and kube-controller-manager $K8S (about 10-15 minutes on 2 cores the first time) ..."
+echo "[3/3] building kube-apiserver and kube-controller-manager $K8S (5-10 minutes on 2 cores the first time) ..."
 LDFLAGS="-s -w -X k8s.io/component-base/version.gitVersion=$K8S -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$MINOR -X k8s.io/component-base/version.gitTreeState=clean"
 for cmd in kube-apiserver kube-controller-manager; do
     (cd "$SRC" && go build -trimpath -ldflags "$LDFLAGS" -o "$OUT/$cmd.new" "k8s.io/kubernetes/cmd/$cmd") \

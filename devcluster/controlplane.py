@@ -70,7 +70,7 @@ def require_binaries(directory: Path | None = None) -> Path:
         why = build_error.read_text(errors="replace").strip() if build_error.exists() else ""
         raise ControlPlaneError(
             f"{', '.join(missing)} not found in {directory}: build them with "
-            "`make control-plane` (needs Go and the Go module proxy; about 10 minutes "
+            "`make control-plane` (needs Go and the Go module proxy; about 5-10 minutes "
             f"the first time), or point {BIN_DIR_ENV} at a folder that has them"
             + (f". The last build said: {why}" if why else "")
         )

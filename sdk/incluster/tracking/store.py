@@ -58,27 +58,19 @@ def store_tree(outputs_root: str, dir_path: str | os.PathLike[str]) -> list[str]
     directory cannot make the copy read or write elsewhere.
     """
     source = os.fspath(dir_path)
-    if not os.path.isdir(source):
-        raise ValueError(f"dir_path={source!r} is not a directory")
     real_root = os.path.realpath(outputs_root)
     real_source = os.path.realpath(source)
     if real_source == real_root:
         raise ValueError(f"dir_path={source!r} is the outputs directory itself")
     already_stored = real_source.startswith(real_root + os.sep)
     stored = []
-    for dirpath, dirnames, filenames in os.walk(source):
-        dirnames[:] = sorted(d for d in dirnames if not os.path.islink(os.path.join(dirpath, d)))
-        for filename in sorted(filenames):
-            full = os.path.join(dirpath, filename)
-            if os.path.islink(full) or not os.path.isfile(full):
-                continue
-            if already_stored:  # written under the outputs path already: nothing to copy
-                stored.append(os.path.realpath(full))
-                continue
-            rel = os.path.relpath(full, source)
-            destination = paths.inside(outputs_root, rel, argument="dir_path entry")
-            copy_file_atomic(full, destination)
-            stored.append(destination)
+    for full, rel in tree_files(source):
+        if already_stored:  # written under the outputs path already: nothing to copy
+            stored.append(os.path.realpath(full))
+            continue
+        destination = paths.inside(outputs_root, rel, argument="dir_path entry")
+        copy_file_atomic(full, destination)
+        stored.append(destination)
     return stored
 
 

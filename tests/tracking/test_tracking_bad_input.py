@@ -96,3 +96,16 @@ def test_artifact_relative_path_cannot_escape_and_must_exist(run: Run) -> None:
 def test_bad_data_refs(run: Run) -> None:
     _unchanged(run, lambda: run.log_data_ref(object(), "d"), TypeError, "cannot be hashed")
     _unchanged(run, lambda: run.log_data_ref(b"x", ""), ValueError, "data_name")
+
+
+def test_store_tree_refuses_a_file_and_the_outputs_root_itself(tmp_path):
+    from incluster.tracking import store
+
+    root = tmp_path / "outputs"
+    root.mkdir()
+    (tmp_path / "f.txt").write_text("x")
+    with pytest.raises(ValueError, match="is not a directory"):
+        store.store_tree(str(root), tmp_path / "f.txt")
+    with pytest.raises(ValueError, match="is the outputs directory itself"):
+        store.store_tree(str(root), root)
+    assert list(root.iterdir()) == []

@@ -139,7 +139,6 @@ class ControlPlane:
     host: str = "127.0.0.1"
     port: int = 0
     binaries: Path | None = None
-    keep_data: bool = False
     url: str = ""
     kubeconfig: Path = field(default=Path())
     _procs: list[_Process] = field(default_factory=list)
@@ -241,7 +240,7 @@ class ControlPlane:
                 # The apiserver's own Endpoints would name a loopback address, which
                 # validation refuses; nothing in a test needs them.
                 "--endpoint-reconciler-type=none",
-                f"--audit-log-path={self.data_dir / 'logs' / 'audit.log'}",
+                f"--audit-log-path={audit_log_path(self.data_dir)}",
                 f"--audit-policy-file={_audit_policy(self.data_dir)}",
                 "--profiling=false",
                 "--v=0",
@@ -353,17 +352,18 @@ class ControlPlane:
                 proc.popen.kill()
                 proc.popen.wait()
         self._procs.clear()
-        if self._owns_dir and not self.keep_data and self.data_dir is not None:
+        if self._owns_dir and self.data_dir is not None:
             shutil.rmtree(self.data_dir, ignore_errors=True)
 
     @property
     def audit_log(self) -> Path:
         assert self.data_dir is not None
-        return self.data_dir / "logs" / "audit.log"
+        return audit_log_path(self.data_dir)
 
-    @property
-    def pids(self) -> list[int]:
-        return [p.popen.pid for p in self._procs]
+
+def audit_log_path(data_dir: Path) -> Path:
+    """Where a control plane started on ``data_dir`` writes its audit log."""
+    return data_dir / "logs" / "audit.log"
 
 
 def _get(url: str, context: ssl.SSLContext | None = None) -> bytes | None:

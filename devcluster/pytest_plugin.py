@@ -26,6 +26,7 @@ import pytest
 from devcluster import controlplane
 from devcluster.testing import (
     REAL_CLUSTER_ENV,
+    SESSION_DATA,
     SESSION_DIR_ENV,
     Cluster,
     ControlPlaneUnavailable,
@@ -54,7 +55,7 @@ class _SessionControlPlane:
         return self
 
     def _run(self) -> None:
-        plane = controlplane.ControlPlane(data_dir=self.folder / "data")
+        plane = controlplane.ControlPlane(data_dir=self.folder / SESSION_DATA)
         try:
             self.version = controlplane.version()
             plane.start()

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from devcluster.controlplane import audit_log_path
 from devcluster.emulator import Emulator
 from devcluster.kubeconfig import write_kubeconfig
 from devcluster.polling import poll
@@ -31,6 +32,8 @@ REAL_CLUSTER_ENV = "INCLUSTER_TEST_KUBECONFIG"
 #: Set by the pytest plugin: the session's control plane writes `kubeconfig` (ready) or
 #: `error` (it could not start) into this folder.
 SESSION_DIR_ENV = "INCLUSTER_TEST_CONTROLPLANE_DIR"
+#: The session control plane's data dir, inside that folder.
+SESSION_DATA = "data"
 #: How long a test waits for the session's control plane to come up.
 SESSION_START_TIMEOUT = 180.0
 T = TypeVar("T")
@@ -219,7 +222,7 @@ def session_kubeconfig(environ: Mapping[str, str]) -> tuple[Path, Path | None] |
 
         path = poll(settled, SESSION_START_TIMEOUT, "the session's control plane", interval=0.1)
         assert path is not None
-        return path, folder / "data" / "logs" / "audit.log"
+        return path, audit_log_path(folder / SESSION_DATA)
     real = environ.get(REAL_CLUSTER_ENV)
     if not real:
         return None
